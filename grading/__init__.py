@@ -1,0 +1,1 @@
+"""Instructor toolbox: nbgrader configuration and the ``python -m grading`` command line."""
