@@ -72,8 +72,10 @@ def seed_everything(seed: int = 0) -> int:
     Returns the seed.  Graded tests seed before they draw random inputs, so they are deterministic
     on CPU; on GPU a few kernels stay non-deterministic (that is why tests run on CPU).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        # torch.manual_seed accepts at most 2**64 - 1; checking first also avoids seeding
+        # Python and NumPy and then failing half-way.
+        raise ValueError(f"seed must be a non-negative int below 2**64, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -89,15 +91,15 @@ def is_grading() -> bool:
 
 def is_fast() -> bool:
     """True when fast mode is on (``COURSE_FAST=1``, or under nbgrader unless ``COURSE_FAST=0``)."""
-    value = os.environ.get("COURSE_FAST")
-    if value is None:
+    raw = os.environ.get("COURSE_FAST")
+    value = (raw or "").strip().lower()
+    if not value:  # unset or empty (e.g. `COURSE_FAST=` in a CI matrix): the default applies
         return is_grading()
-    value = value.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"environment variable COURSE_FAST must be 0 or 1, got {value!r}")
+    raise ValueError(f"environment variable COURSE_FAST must be 0 or 1, got {raw!r}")
 
 
 def fast(full: T, fast: T) -> T:  # noqa: A002 - the keyword reads well at call sites
@@ -115,7 +117,8 @@ def progress(iterable: Iterable[T], *, desc: Optional[str] = None, total: Option
     from tqdm.auto import tqdm
 
     if disable is None:
-        disable = is_grading() or os.environ.get("COURSE_PROGRESS", "1").strip() in {"0", "false"}
+        disable = is_grading() or (
+            os.environ.get("COURSE_PROGRESS", "1").strip().lower() in _FALSE - {""})
     return tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable)
 
 
