@@ -77,6 +77,10 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     if command == "lab":
         args = [str(py), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *rest]
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in rest:
+            # containers and cloud VMs often run as root, where Jupyter refuses to start without it
+            _say("running as root: adding --allow-root")
+            args.append("--allow-root")
     else:
         args = [str(py), "-m", "pytest", *rest]
     _say("running: " + " ".join(args))
