@@ -7,8 +7,9 @@ a shape error from deep inside PyTorch.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -17,7 +18,12 @@ __all__ = [
     "check_unit_range",
     "check_positive_int",
     "check_choice",
+    "check_target",
+    "TargetArg",
 ]
+
+#: A class target: one index for every image, a list of indices, or an integer tensor (N,).
+TargetArg = Union[int, Sequence[int], torch.Tensor]
 
 
 def _describe(x) -> str:
@@ -105,3 +111,36 @@ def check_choice(v, name: str, choices: Iterable[str]) -> str:
         more = f", ... ({len(choices)} in all)" if len(choices) > 40 else ""
         raise ValueError(f"{name} must be one of {shown}{more}; got {v!r}")
     return v
+
+
+def check_target(target: TargetArg, n: int, device: Union[str, torch.device, None] = None
+                 ) -> torch.Tensor:
+    """``target`` (an int, a list of ints or an integer tensor) -> int64 tensor (N,) on ``device``.
+
+    The calling convention of every attribution and attack method (as in Captum): one class index
+    for the whole batch of ``n`` images, or one per image.  The range (0..K-1) is checked later,
+    by whoever knows K.
+
+    >>> check_target(3, 2)
+    tensor([3, 3])
+    """
+    if isinstance(target, bool):
+        raise TypeError(f"target must be a class index (int) or a (N,) tensor of class indices, "
+                        f"got {target!r}")
+    if isinstance(target, (int, np.integer)):
+        return torch.full((n,), int(target), dtype=torch.long, device=device)
+    if isinstance(target, (list, tuple)):
+        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in target):
+            raise TypeError(f"target must hold class indices (ints), got {target!r}"[:200])
+        target = torch.tensor([int(t) for t in target], dtype=torch.long)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a class index (int) or a (N,) tensor of class indices, "
+                        f"got {_describe(target)}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got {_describe(target)}")
+    if target.ndim == 0:
+        return torch.full((n,), int(target), dtype=torch.long, device=device)
+    if target.ndim != 1 or target.shape[0] != n:
+        raise ValueError(f"target must be an int or a tensor of shape ({n},) (one class per image "
+                         f"of x), got {_describe(target)}")
+    return target.detach().to(device=device, dtype=torch.long)

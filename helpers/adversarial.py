@@ -69,17 +69,19 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import _describe, check_choice, check_positive_int, check_tensor, check_unit_range
+from ._checks import (TargetArg, _describe, check_choice, check_positive_int, check_target,
+                      check_tensor, check_unit_range)
 from .filters import gaussian_blur
 from .images import load_image, resize_image
 from .runtime import progress as _progress
+from .taps import frozen
 
 __all__ = [
     "PHOTOS",
@@ -100,7 +102,6 @@ __all__ = [
     "adversarial_training",
 ]
 
-TargetArg = Union[int, Sequence[int], torch.Tensor]
 
 #: The bundled images that count as *photographs* for the success-rate experiments: pictures of
 #: everyday objects, people and scenes taken with an ordinary camera -- the kind of picture an
@@ -162,30 +163,6 @@ def _check_positive(v, name: str) -> float:
     return float(v)
 
 
-def _target_tensor(target: TargetArg, n: int, device: torch.device) -> torch.Tensor:
-    """``target`` (int, list or tensor) -> int64 tensor (N,) on ``device``."""
-    if isinstance(target, bool):
-        raise TypeError(f"target must be a class index (int) or a (N,) tensor of class indices, "
-                        f"got {target!r}")
-    if isinstance(target, (int, np.integer)):
-        return torch.full((n,), int(target), dtype=torch.long, device=device)
-    if isinstance(target, (list, tuple)):
-        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in target):
-            raise TypeError(f"target must hold class indices (ints), got {target!r}"[:200])
-        target = torch.tensor([int(t) for t in target], dtype=torch.long)
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a class index (int) or a (N,) tensor of class indices, "
-                        f"got {_describe(target)}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got {_describe(target)}")
-    if target.ndim == 0:
-        return torch.full((n,), int(target), dtype=torch.long, device=device)
-    if target.ndim != 1 or target.shape[0] != n:
-        raise ValueError(f"target must be an int or a tensor of shape ({n},) (one class per image "
-                         f"of x), got {_describe(target)}")
-    return target.detach().to(device=device, dtype=torch.long)
-
-
 def _logits(model, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
@@ -202,27 +179,13 @@ def _logits(model, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> t
 
 @contextlib.contextmanager
 def _attack_mode(model) -> Iterator[None]:
-    """Eval mode and frozen parameters while attacking; every flag restored afterwards.
-
-    Freezing the parameters means autograd computes gradients for the image only (faster), and
-    their ``.grad`` cannot change.  The train flag of *each* submodule is put back (a model can
-    mix modes).
-    """
+    """Eval mode and frozen parameters while attacking (:func:`helpers.taps.frozen`); a plain
+    callable that is not an ``nn.Module`` is used as it is."""
     if not isinstance(model, nn.Module):
         yield
         return
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
+    with frozen(model):
         yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _loss_gradient(model, x: torch.Tensor, targets: torch.Tensor,
@@ -344,7 +307,7 @@ def fooling_image(model, x: torch.Tensor, target: TargetArg, *, step_size: float
     _check_images(x)
     step_size = _check_positive(step_size, "step_size")
     check_positive_int(max_steps, "max_steps")
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     x_adv = x.detach().clone()
     steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     with _attack_mode(model):
@@ -399,7 +362,7 @@ def fgsm(model, x: torch.Tensor, target: TargetArg, *, eps: float, targeted: boo
     _check_model(model)
     _check_images(x)
     eps = _check_eps(eps)
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     x0 = x.detach()
     with _attack_mode(model):
         grad = _loss_gradient(model, x0, targets)
@@ -477,7 +440,7 @@ def pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Optiona
     eps = _check_eps(eps)
     check_positive_int(steps, "steps")
     alpha = 2.5 * eps / steps if alpha is None else _check_positive(alpha, "alpha")
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     return _pgd_loop(model, x, targets, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
                      random_start=random_start, generator=generator)
 
@@ -510,7 +473,7 @@ def eot_pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Opt
     check_positive_int(steps, "steps")
     check_positive_int(samples, "samples")
     alpha = 2.5 * eps / steps if alpha is None else _check_positive(alpha, "alpha")
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     if transform is None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -563,7 +526,7 @@ def attack_success_rate(model, x_adv: torch.Tensor, target: TargetArg, *, target
     """
     _check_model(model)
     check_tensor(x_adv, "x_adv", ndim=4, floating=True)
-    targets = _target_tensor(target, x_adv.shape[0], x_adv.device)
+    targets = check_target(target, x_adv.shape[0], x_adv.device)
     pred = predict(model, x_adv, batch_size=batch_size)
     hits = (pred == targets) if targeted else (pred != targets)
     return float(hits.double().mean())

@@ -74,7 +74,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import _describe, check_choice, check_image_batch, check_positive_int, check_tensor
+from ._checks import (TargetArg, _describe, check_choice, check_image_batch, check_positive_int,
+                      check_target, check_tensor)
 from .runtime import progress as _progress
 
 __all__ = [
@@ -99,7 +100,6 @@ __all__ = [
     "TinyCNN",
 ]
 
-TargetArg = Union[int, Sequence[int], torch.Tensor]
 LayerArg = Union[str, nn.Module]
 
 #: Activation modules whose backward pass guided backpropagation modifies.
@@ -115,30 +115,6 @@ def _check_model(model, name: str = "model", *, module: bool = False) -> None:
                         f"{type(model).__name__}")
     if not callable(model):
         raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {_describe(model)}")
-
-
-def _target_tensor(target: TargetArg, n: int, device: torch.device) -> torch.Tensor:
-    """``target`` (int, list or tensor) -> int64 tensor (N,) on ``device``; range checked later."""
-    if isinstance(target, bool):
-        raise TypeError(f"target must be a class index (int) or a (N,) tensor of indices, got "
-                        f"{target!r}")
-    if isinstance(target, (int, np.integer)):
-        return torch.full((n,), int(target), dtype=torch.long, device=device)
-    if isinstance(target, (list, tuple)):
-        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in target):
-            raise TypeError(f"target must hold class indices (ints), got {target!r}"[:200])
-        target = torch.tensor([int(t) for t in target], dtype=torch.long)
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a class index (int) or a (N,) tensor of indices, got "
-                        f"{_describe(target)}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got {_describe(target)}")
-    if target.ndim == 0:
-        return torch.full((n,), int(target), dtype=torch.long, device=device)
-    if target.ndim != 1 or target.shape[0] != n:
-        raise ValueError(f"target must be an int or a tensor of shape ({n},) (one class per "
-                         f"image of x), got {_describe(target)}")
-    return target.to(device=device, dtype=torch.long)
 
 
 def _pick(scores, targets: torch.Tensor, what: str = "model(x)") -> torch.Tensor:
@@ -273,7 +249,7 @@ def input_gradient(model, x: torch.Tensor, target: TargetArg) -> torch.Tensor:
 def _input_gradient(model, x: torch.Tensor, target: TargetArg, method: str) -> torch.Tensor:
     _check_model(model)
     check_image_batch(x, "x")
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     with _eval_mode(model), torch.enable_grad():
         xg = _leaf(x)
         score = _pick(model(xg), targets)
@@ -371,7 +347,7 @@ def smoothgrad(model, x: torch.Tensor, target: TargetArg, *, samples: int = 25,
         raise ValueError(f"noise must be a number >= 0 (a fraction of the image's value range), "
                          f"got {noise!r}")
     n = x.shape[0]
-    targets = _target_tensor(target, n, x.device)
+    targets = check_target(target, n, x.device)
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
     xd = x.detach()
     span = (xd.flatten(1).amax(1) - xd.flatten(1).amin(1)).view(n, 1, 1, 1, 1)
@@ -476,7 +452,7 @@ def occlusion_map(model, x: torch.Tensor, target: TargetArg, *, size=32, stride=
     check_choice(output, "output", ["logits", "probs"])
     n, _, h, w = x.shape
     windows = occlusion_windows(h, w, size, stride)
-    targets = _target_tensor(target, n, x.device)
+    targets = check_target(target, n, x.device)
     xd = x.detach()
     fill_t = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
     try:
@@ -602,7 +578,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: TargetArg) -> tor
     """
     _check_model(model, module=True)
     check_image_batch(x, "x")
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     with _eval_mode(model), _guided_or_plain(model, True, "guided_backprop"), torch.enable_grad():
         xg = _leaf(x)
         score = _pick(model(xg), targets)
@@ -697,7 +673,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: TargetArg, *, layer: Lay
     _check_model(model, module=True)
     check_image_batch(x, "x")
     module = _get_layer(model, layer)
-    targets = _target_tensor(target, x.shape[0], x.device)
+    targets = check_target(target, x.shape[0], x.device)
     with _eval_mode(model), torch.enable_grad():
         xg = _leaf(x)
         out, act = _run_with_capture(model, module, xg, stop=False)
@@ -777,7 +753,7 @@ def integrated_gradients(model, x: torch.Tensor, target: TargetArg, *,
     check_positive_int(batch_size, "batch_size")
     check_choice(method, "method", IG_METHODS)
     n = x.shape[0]
-    targets = _target_tensor(target, n, x.device)
+    targets = check_target(target, n, x.device)
     xd = x.detach()
     base = torch.as_tensor(baseline.detach() if isinstance(baseline, torch.Tensor) else baseline,
                            dtype=x.dtype, device=x.device)

@@ -21,15 +21,16 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Any, Dict, Iterable, List, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Union
 
 import torch
 from torch import nn
 
 from ._checks import check_tensor
 
-__all__ = ["layer_names", "features"]
+__all__ = ["layer_names", "features", "frozen"]
 
 
 class _StopForward(Exception):
@@ -150,3 +151,37 @@ def features(model: nn.Module, x: torch.Tensor, layers: Union[str, Sequence[str]
             f"(e.g. a branch that only runs in training mode), so they have no activation"
         )
     return {name: captured[name] for name in wanted}
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` on every parameter while the block runs; restored after.
+
+    Methods that optimise or explain the *input* (saliency, gradient ascent, attacks) need the
+    gradient with respect to the image only.  Freezing the parameters saves autograd the work for
+    the weights and guarantees that their ``.grad`` cannot change; eval mode makes BatchNorm use its
+    running statistics and switches dropout off.  The train flag of *each* submodule and the
+    ``requires_grad`` flag of each parameter are put back in ``finally``, so the caller's model is
+    left exactly as it was, also when the block raises (a model may mix modes on purpose).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> with frozen(net):
+    ...     (net.training, net[0].weight.requires_grad)
+    (False, False)
+    >>> (net.training, net[0].weight.requires_grad)
+    (True, True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -237,3 +237,21 @@ def test_torchvision_resnet_reused_relu_reports_first_call():
         torch.testing.assert_close(acts["layer1.0.relu"], torch.relu(block.bn1(block.conv1(h))))
         torch.testing.assert_close(acts["layer1.0"], block(h))
     assert sum(_hook_counts(net).values()) == 0
+
+
+def test_frozen_restores_modes_and_flags_also_on_error():
+    from helpers.taps import frozen
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(), nn.Linear(2, 1)).train()
+    net[1].eval()                                       # a model that mixes modes on purpose
+    net[2].weight.requires_grad_(False)
+    with pytest.raises(KeyError):
+        with frozen(net):
+            assert not any(m.training for m in net.modules())
+            assert not any(p.requires_grad for p in net.parameters())
+            raise KeyError("boom")
+    assert [m.training for m in net.modules()] == [True, True, False, True]
+    assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        with frozen(lambda x: x):
+            pass
