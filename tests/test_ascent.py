@@ -8,6 +8,8 @@ of the plain model; DeepDream's gradient at the layer against the activation (a 
 from __future__ import annotations
 
 import functools
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -509,3 +511,166 @@ def test_functions_follow_the_model_device(model):
     assert img.device == next(model.parameters()).device
     partial = functools.partial(A.deepdream_step, model, torch.rand(1, 3, 32, 32), "stem")
     assert partial(lr=0.01).device.type == "cpu"
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's tests catch the plausible wrong answers
+# ------------------------------------------------------------------------------------------------
+# Each test cell of solutions/04_gradient_ascent is self-contained, so it can run here, in-process,
+# on a student function built from the solution with one deliberate mistake.  Every mistake must
+# make the test cell of its exercise fail; the unmodified solution must pass them all.
+NOTEBOOK = (Path(__file__).resolve().parent.parent / "solutions" / "04_gradient_ascent"
+            / "04_gradient_ascent.ipynb")
+
+EXERCISES = {  # function -> (answer cell grade_id, test cell grade_ids)
+    "l2_class_step": ("l2_class_step_answer", ["l2_class_step_test"]),
+    "tv_loss": ("tv_loss_answer", ["tv_loss_test"]),
+    "edge_energy": ("edge_energy_answer", ["edge_energy_test"]),
+    "blur_and_clip": ("blur_and_clip_answer", ["blur_and_clip_test"]),
+    "invert_features": ("invert_features_answer", ["invert_features_test"]),
+    "deepdream_step": ("deepdream_step_answer", ["deepdream_step_test"]),
+}
+
+_STEP = "return (x + lr * grad).detach()"
+_LOSS = "loss = ((phi - target) ** 2).sum() / norm0 + tv_weight * tv_loss(x, beta).sum() / (h * w)"
+_DD_ROLLBACK = "g = torch.roll(g, shifts=(-dy, -dx), dims=(2, 3))"
+_DD_NORM = "g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)"
+
+# (function, what is wrong, [(text in the solution, replacement), ...])
+MUTANTS = [
+    ("l2_class_step", "score after softmax", [("score = model(x)[:, target].sum()",
+                                               "score = model(x).softmax(dim=1)[:, target].sum()")]),
+    ("l2_class_step", "log-probability instead of the raw score",
+     [("score = model(x)[:, target].sum()", "score = model(x).log_softmax(dim=1)[:, target].sum()")]),
+    ("l2_class_step", "descends instead of ascending", [(_STEP, "return (x - lr * grad).detach()")]),
+    ("l2_class_step", "penalty adds instead of subtracting",
+     [("score - l2_reg * ((x - 0.5) ** 2).sum()", "score + l2_reg * ((x - 0.5) ** 2).sum()")]),
+    ("l2_class_step", "penalty around 0 instead of grey",
+     [("((x - 0.5) ** 2).sum()", "(x ** 2).sum()")]),
+    ("l2_class_step", "penalty not squared", [("((x - 0.5) ** 2).sum()", "(x - 0.5).abs().sum()")]),
+    ("l2_class_step", "mean score over the batch", [("model(x)[:, target].sum()", "model(x)[:, target].mean()")]),
+    ("l2_class_step", "normalised gradient step", [(_STEP, "return (x + lr * grad / grad.norm()).detach()")]),
+    ("l2_class_step", "clamps inside the step", [(_STEP, "return (x + lr * grad).clamp(0, 1).detach()")]),
+    ("l2_class_step", "backward() fills parameter grads",
+     [("(grad,) = torch.autograd.grad(objective, x)", "objective.backward()\n    grad = x.grad")]),
+    ("tv_loss", "exponent beta instead of beta / 2", [("safe ** (beta / 2)", "safe ** beta")]),
+    ("tv_loss", "horizontal direction missing", [("sq = dx ** 2 + dy ** 2", "sq = dy ** 2")]),
+    ("tv_loss", "vertical direction missing", [("sq = dx ** 2 + dy ** 2", "sq = dx ** 2")]),
+    ("tv_loss", "wraps around the border",
+     [("dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))", "dx = torch.roll(x, -1, dims=3) - x"),
+      ("dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))", "dy = torch.roll(x, -1, dims=2) - x")]),
+    ("tv_loss", "anisotropic: |dx|^beta + |dy|^beta",
+     [("terms = torch.where(positive, safe ** (beta / 2), torch.zeros_like(sq))",
+       "terms = dx.abs() ** beta + dy.abs() ** beta")]),
+    ("tv_loss", "NaN gradient at flat pixels",
+     [("terms = torch.where(positive, safe ** (beta / 2), torch.zeros_like(sq))", "terms = sq ** (beta / 2)")]),
+    ("tv_loss", "mean instead of sum", [("return terms.sum(dim=(1, 2, 3))", "return terms.mean(dim=(1, 2, 3))")]),
+    ("tv_loss", "sums over the batch too", [("return terms.sum(dim=(1, 2, 3))", "return terms.sum()")]),
+    ("edge_energy", "one scale only", [("while min(u.shape[-2], u.shape[-1]) > 5:", "if min(u.shape[-2], u.shape[-1]) > 5:")]),
+    ("edge_energy", "stops one scale late", [("while min(u.shape[-2], u.shape[-1]) > 5:",
+                                              "while min(u.shape[-2], u.shape[-1]) >= 5:")]),
+    ("edge_energy", "zero padding", [('apply_filter(u, g, padding="reflect")', 'apply_filter(u, g, padding="zeros")')]),
+    ("edge_energy", "max pooling", [("u = F.avg_pool2d(u, 2)", "u = F.max_pool2d(u, 2)")]),
+    ("edge_energy", "subsampling without averaging", [("u = F.avg_pool2d(u, 2)", "u = u[..., ::2, ::2]")]),
+    ("edge_energy", "channels mixed into grey",
+     [("u = x.reshape(n * c, 1, h, w)", "u = x.mean(dim=1, keepdim=True).repeat(1, c, 1, 1).reshape(n * c, 1, h, w)")]),
+    ("edge_energy", "wrong Gaussian width", [("gaussian_kernel(5, 1.0", "gaussian_kernel(5, 2.0")]),
+    ("blur_and_clip", "blurs every step", [("if blur_every > 0 and step % blur_every == 0:", "if blur_every > 0:")]),
+    ("blur_and_clip", "step counted from 0", [("step % blur_every == 0", "(step - 1) % blur_every == 0")]),
+    ("blur_and_clip", "norm of x instead of x - 0.5", [("norms = d.norm(dim=1)", "norms = x.norm(dim=1)")]),
+    ("blur_and_clip", "one percentile for the whole batch",
+     [("q = torch.quantile(norms.flatten(1), norm_pct / 100, dim=1)",
+       "q = torch.quantile(norms.flatten(), norm_pct / 100).expand(norms.shape[0])")]),
+    ("blur_and_clip", "contribution without absolute value",
+     [("contrib = (d * grad).sum(dim=1).abs()", "contrib = (d * grad).sum(dim=1)")]),
+    ("blur_and_clip", "contribution summed as absolute values per channel",
+     [("contrib = (d * grad).sum(dim=1).abs()", "contrib = (d * grad).abs().sum(dim=1)")]),
+    ("blur_and_clip", "contribution from the gradient alone",
+     [("contrib = (d * grad).sum(dim=1).abs()", "contrib = grad.norm(dim=1)")]),
+    ("blur_and_clip", "contribution from the image before the clipping",
+     [("d = x.detach() - 0.5", "d = x.detach() - 0.5\n    d0 = d"),
+      ("contrib = (d * grad).sum(dim=1).abs()", "contrib = (d0 * grad).sum(dim=1).abs()")]),
+    ("invert_features", "feature loss not normalised", [("((phi - target) ** 2).sum() / norm0", "((phi - target) ** 2).sum()")]),
+    ("invert_features", "TV not divided by the number of pixels",
+     [("tv_weight * tv_loss(x, beta).sum() / (h * w)", "tv_weight * tv_loss(x, beta).sum()")]),
+    ("invert_features", "TV exponent ignored", [("tv_loss(x, beta)", "tv_loss(x)")]),
+    ("invert_features", "no clamp", [("            x.clamp_(0.0, 1.0)\n", "            pass\n")]),
+    ("invert_features", "SGD instead of Adam", [("torch.optim.Adam([x], lr=lr)", "torch.optim.SGD([x], lr=lr)")]),
+    ("invert_features", "mean squared error", [("((phi - target) ** 2).sum() / norm0", "((phi - target) ** 2).mean() / norm0")]),
+    ("invert_features", "modifies init", [("x = init.detach().clone().requires_grad_(True)", "x = init.requires_grad_(True)")]),
+    ("invert_features", "backward() fills parameter grads",
+     [("(g,) = torch.autograd.grad(loss, x)\n        x.grad = g", "opt.zero_grad()\n        loss.backward()")]),
+    ("deepdream_step", "jitter not undone", [(_DD_ROLLBACK, "pass")]),
+    ("deepdream_step", "jitter undone in the wrong direction",
+     [(_DD_ROLLBACK, "g = torch.roll(g, shifts=(dy, dx), dims=(2, 3))")]),
+    ("deepdream_step", "L2 instead of L1 normalisation",
+     [(_DD_NORM, "g = g / (g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-8)")]),
+    ("deepdream_step", "one mean for the whole batch", [(_DD_NORM, "g = g / (g.abs().mean() + 1e-8)")]),
+    ("deepdream_step", "objective sum(a) instead of sum(a^2) / 2", [("0.5 * (a ** 2).sum()", "a.sum()")]),
+    ("deepdream_step", "no clamp", [("return (x.detach() + lr * g).clamp(0.0, 1.0)", "return x.detach() + lr * g")]),
+    ("deepdream_step", "descends", [("return (x.detach() + lr * g).clamp(0.0, 1.0)",
+                                     "return (x.detach() - lr * g).clamp(0.0, 1.0)")]),
+    ("deepdream_step", "not normalised", [(_DD_NORM, "pass")]),
+]
+
+
+def _notebook_cells():
+    import nbformat
+
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def _student_namespace():
+    """What the notebook's import cell gives the student's code."""
+    from helpers.filters import apply_filter, gaussian_blur, gaussian_kernel
+    from helpers.taps import features as feats
+
+    return {"torch": torch, "nn": nn, "F": torch.nn.functional, "np": np, "features": feats,
+            "apply_filter": apply_filter, "gaussian_blur": gaussian_blur,
+            "gaussian_kernel": gaussian_kernel, "ref": A, "tv_loss": A.tv_loss}
+
+
+def _run_tests(function, source):
+    """Define ``function`` from ``source``, run its test cells; return the first failure or None."""
+    cells = _notebook_cells()
+    _, test_ids = EXERCISES[function]
+    for test_id in test_ids:
+        ns = _student_namespace()
+        if function == "invert_features":          # it uses the student's own tv_loss: the solution's
+            exec(compile(cells["tv_loss_answer"], "<tv_loss>", "exec"), ns)
+        exec(compile(source, f"<{function}>", "exec"), ns)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exec(compile(cells[test_id], f"<{test_id}>", "exec"), ns)
+        except Exception as err:  # noqa: BLE001 - any failure counts, as it does under nbgrader
+            return f"{test_id}: {type(err).__name__}: {err}"
+    return None
+
+
+@pytest.mark.parametrize("function", list(EXERCISES))
+def test_notebook_solution_passes_its_tests(function):
+    source = _notebook_cells()[EXERCISES[function][0]]
+    assert _run_tests(function, source) is None
+
+
+@pytest.mark.parametrize("function,what,edits", MUTANTS, ids=[f"{m[0]}: {m[1]}" for m in MUTANTS])
+def test_notebook_tests_catch_wrong_answer(function, what, edits):
+    source = _notebook_cells()[EXERCISES[function][0]]
+    for old, new in edits:
+        assert old in source, f"the solution no longer contains {old!r}: update this mutant"
+        source = source.replace(old, new)
+    failure = _run_tests(function, source)
+    assert failure is not None, f"no test cell of {function} fails when the answer has this mistake: {what}"
+
+
+def test_notebook_test_cells_delegate_nothing_to_the_reference():
+    """A 'solution' that calls the reference helper must fail (forbid)."""
+    source = ("from helpers import ascent as _r\n"
+              "def tv_loss(x, beta=2.0):\n"
+              "    return _r.tv_loss(x, beta)\n")
+    assert "must be implemented without calling" in (_run_tests("tv_loss", source) or "")
+    source = ("def deepdream_step(model, x, layer, *, lr, shift=(0, 0)):\n"
+              "    return ref.deepdream_step(model, x, layer, lr=lr, shift=shift)\n")
+    assert "must be implemented without calling" in (_run_tests("deepdream_step", source) or "")
