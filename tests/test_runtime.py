@@ -257,6 +257,18 @@ def test_check_choice():
 
 def test_checks_public_names():
     assert set(_checks.__all__) == {"check_tensor", "check_image_batch", "check_unit_range",
-                                    "check_positive_int", "check_choice"}
+                                    "check_positive_int", "check_choice", "check_target", "TargetArg"}
+
+
+def test_check_target():
+    assert _checks.check_target(3, 2).tolist() == [3, 3]
+    assert _checks.check_target([1, 2], 2).dtype == torch.long
+    assert _checks.check_target(torch.tensor(4), 3).tolist() == [4, 4, 4]
+    with pytest.raises(TypeError, match="target must hold integer class indices"):
+        _checks.check_target(torch.tensor([1.0, 2.0]), 2)
+    with pytest.raises(ValueError, match=r"target must be an int or a tensor of shape \(3,\)"):
+        _checks.check_target(torch.tensor([1, 2]), 3)
+    with pytest.raises(TypeError, match="target must be a class index"):
+        _checks.check_target(True, 1)
     assert set(runtime.__all__) >= {"get_device", "seed_everything", "is_fast", "fast",
                                     "progress"}
