@@ -7,12 +7,20 @@ a shape error from deep inside PyTorch.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Union
+import math
+import numbers
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = [
+    "check_model",
+    "model_device",
+    "check_number",
+    "check_unit",
+    "class_scores",
     "check_tensor",
     "check_image_batch",
     "check_unit_range",
@@ -24,6 +32,10 @@ __all__ = [
 
 #: A class target: one index for every image, a list of indices, or an integer tensor (N,).
 TargetArg = Union[int, Sequence[int], torch.Tensor]
+
+#: A unit of a layer with activation (N, C, h, w): a channel ``c`` (its spatial mean) or one
+#: neuron ``(c, i, j)`` (channel, row, column).  The one spelling used by every topic module.
+UnitArg = Union[int, Tuple[int, int, int]]
 
 
 def _describe(x) -> str:
@@ -144,3 +156,109 @@ def check_target(target: TargetArg, n: int, device: Union[str, torch.device, Non
         raise ValueError(f"target must be an int or a tensor of shape ({n},) (one class per image "
                          f"of x), got {_describe(target)}")
     return target.detach().to(device=device, dtype=torch.long)
+
+
+def check_model(model, name: str = "model", *, module: bool = True):
+    """Check ``model``: an ``nn.Module`` (``module=True``, for methods that need its layers or
+    parameters) or any callable from images to scores (``module=False``: black-box methods).
+
+    Returns ``model`` unchanged.
+    """
+    if module and not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {_describe(model)}")
+    if not callable(model):
+        raise TypeError(f"{name} must be a torch.nn.Module or a callable returning class scores, "
+                        f"got {_describe(model)}")
+    return model
+
+
+def model_device(model, fallback: Union[str, torch.device, None] = "cpu") -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); ``fallback`` for a model without
+    any (a parameter-free module or a plain callable)."""
+    if isinstance(model, nn.Module):
+        for t in model.parameters():
+            return t.device
+        for t in model.buffers():
+            return t.device
+    return torch.device(fallback if fallback is not None else "cpu")
+
+
+def check_number(v, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+                 strict: bool = False, integer: bool = False, hint: str = "") -> float:
+    """Check a finite real number (bools refused) in [minimum, maximum]; return it as a float.
+
+    ``strict=True`` excludes ``minimum`` itself (``minimum=0, strict=True``: a positive number);
+    ``integer=True`` asks for an int and returns it unchanged.  ``hint`` is appended to range
+    errors (e.g. "pixel units on [0, 1], e.g. 8/255").
+
+    >>> check_number(0.5, "alpha", minimum=0, maximum=1)
+    0.5
+    """
+    kind = "an int" if integer else "a number"
+    ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(v, numbers.Real)
+    if isinstance(v, bool) or not ok_type:
+        raise TypeError(f"{name} must be {kind}, got {_describe(v)}")
+    value = int(v) if integer else float(v)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    extra = f" ({hint})" if hint else ""
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}{extra}, got {v!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}{extra}, got {v!r}")
+    return value
+
+
+def check_unit(unit, shape: Optional[Sequence[int]] = None, name: str = "unit"
+               ) -> Tuple[int, Optional[int], Optional[int]]:
+    """Parse a unit (:data:`UnitArg`) into ``(c, i, j)``; ``i = j = None`` for a whole channel.
+
+    With the activation's ``shape`` (N, C, h, w) the indices are range-checked too.
+
+    >>> check_unit(3), check_unit((3, 1, 2))
+    ((3, None, None), (3, 1, 2))
+    """
+    def is_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if is_int(unit):
+        c, i, j = int(unit), None, None
+    elif isinstance(unit, (tuple, list)) and len(unit) == 3 and all(is_int(u) for u in unit):
+        c, i, j = (int(u) for u in unit)
+    else:
+        raise TypeError(f"{name} must be a channel index c (int) or a neuron (c, i, j) -- channel, "
+                        f"row, column -- got {unit!r}"[:200])
+    if shape is not None:
+        if len(shape) != 4:
+            raise ValueError(f"{name} needs a 4-D activation (N, C, h, w), the layer gave shape "
+                             f"{tuple(shape)}")
+        _, C, h, w = shape
+        if not 0 <= c < C:
+            raise ValueError(f"{name}: channel must be in [0, {C - 1}] (the layer has {C} "
+                             f"channels), got {c}")
+        if i is not None and not (0 <= i < h and 0 <= j < w):
+            raise ValueError(f"{name}: position ({i}, {j}) is outside the {h} x {w} activation "
+                             f"of this layer")
+    return c, i, j
+
+
+def class_scores(scores, targets: Optional[torch.Tensor] = None, what: str = "model(x)"
+                 ) -> torch.Tensor:
+    """Check that ``scores`` are class scores (N, K) for ``targets`` (N,) of valid classes.
+
+    Returns ``scores[n, targets[n]]`` (N,) when ``targets`` is given, else ``scores`` itself.
+    The class range 0..K-1 is checked here, where K is known.
+    """
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 2:
+        raise ValueError(f"{what} must return class scores of shape (N, K), got {_describe(scores)}")
+    if targets is None:
+        return scores
+    if scores.shape[0] != targets.shape[0]:
+        raise ValueError(f"{what} returned {scores.shape[0]} rows of scores for "
+                         f"{targets.shape[0]} images")
+    k = scores.shape[1]
+    bad = (targets < 0) | (targets >= k)
+    if bool(bad.any()):
+        raise ValueError(f"target must be a class index in [0, {k - 1}] (the model has {k} "
+                         f"classes), got {int(targets[bad][0])}")
+    return scores.gather(1, targets.to(scores.device)[:, None])[:, 0]

@@ -257,7 +257,64 @@ def test_check_choice():
 
 def test_checks_public_names():
     assert set(_checks.__all__) == {"check_tensor", "check_image_batch", "check_unit_range",
-                                    "check_positive_int", "check_choice", "check_target", "TargetArg"}
+                                    "check_positive_int", "check_choice", "check_target", "TargetArg",
+                                    "check_model", "model_device", "check_number", "check_unit",
+                                    "class_scores"}
+
+
+def test_check_model_and_model_device():
+    net = torch.nn.Linear(2, 2)
+    assert _checks.check_model(net) is net
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got function"):
+        _checks.check_model(lambda x: x)
+    f = lambda x: x  # noqa: E731
+    assert _checks.check_model(f, module=False) is f
+    with pytest.raises(TypeError, match="net must be a torch.nn.Module or a callable"):
+        _checks.check_model(3, "net", module=False)
+    assert _checks.model_device(net) == torch.device("cpu")
+    assert _checks.model_device(torch.nn.ReLU(), "meta") == torch.device("meta")
+    assert _checks.model_device(f, None) == torch.device("cpu")
+    bn = torch.nn.BatchNorm1d(2, affine=False).to("meta")    # buffers only
+    assert _checks.model_device(bn) == torch.device("meta")
+
+
+def test_check_number():
+    assert _checks.check_number(3, "lr", minimum=0, strict=True) == 3.0
+    assert isinstance(_checks.check_number(3, "lr"), float)
+    assert _checks.check_number(4, "steps", integer=True, minimum=1) == 4
+    with pytest.raises(TypeError, match="lr must be a number, got bool"):
+        _checks.check_number(True, "lr")
+    with pytest.raises(TypeError, match="steps must be an int, got float"):
+        _checks.check_number(2.0, "steps", integer=True)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        _checks.check_number(float("nan"), "lr")
+    with pytest.raises(ValueError, match=r"lr must be > 0, got 0"):
+        _checks.check_number(0, "lr", minimum=0, strict=True)
+    with pytest.raises(ValueError, match=r"eps must be <= 1 \(pixel units\), got 8"):
+        _checks.check_number(8, "eps", minimum=0, maximum=1, hint="pixel units")
+
+
+def test_check_unit():
+    assert _checks.check_unit(2) == (2, None, None)
+    assert _checks.check_unit((2, 0, 1), (1, 3, 2, 2)) == (2, 0, 1)
+    assert _checks.check_unit([1, 1, 1]) == (1, 1, 1)
+    for bad in [(1, 2), "3", 1.0, (1, 2, 3.0), None]:
+        with pytest.raises(TypeError, match="unit must be a channel index"):
+            _checks.check_unit(bad)
+    with pytest.raises(ValueError, match=r"needs a 4-D activation"):
+        _checks.check_unit(0, (2, 3))
+
+
+def test_class_scores():
+    s = torch.arange(6.).reshape(2, 3)
+    assert _checks.class_scores(s, torch.tensor([2, 0])).tolist() == [2.0, 3.0]
+    assert _checks.class_scores(s) is s
+    with pytest.raises(ValueError, match=r"target must be a class index in \[0, 2\].*got 3"):
+        _checks.class_scores(s, torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match=r"model\(x\) returned 2 rows of scores for 3 images"):
+        _checks.class_scores(s, torch.tensor([0, 0, 0]))
+    with pytest.raises(ValueError, match=r"must return class scores of shape \(N, K\)"):
+        _checks.class_scores(torch.zeros(2, 3, 1), torch.tensor([0, 0]))
 
 
 def test_check_target():

@@ -252,6 +252,110 @@ def test_frozen_restores_modes_and_flags_also_on_error():
             raise KeyError("boom")
     assert [m.training for m in net.modules()] == [True, True, False, True]
     assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        with frozen(lambda x: x):
+    black_box = lambda x: x  # noqa: E731 - a plain callable passes through unchanged
+    with frozen(black_box) as m:
+        assert m is black_box
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module or a callable"):
+        with frozen(3):
             pass
+
+
+# ------------------------------------------------------------------------------------------------
+# the shared plumbing: resolve_layer, capture, forward_hooks, eval_mode, unit_value
+# ------------------------------------------------------------------------------------------------
+def _seq():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Flatten())
+
+
+def test_resolve_layer_by_name_and_by_module():
+    from helpers.taps import resolve_layer
+
+    net = _seq()
+    assert resolve_layer(net, "1") is net[1]
+    assert resolve_layer(net, net[2]) is net[2]
+    with pytest.raises(ValueError, match=r"layer 'O' is not a layer of this Sequential"):
+        resolve_layer(net, "O")
+    with pytest.raises(ValueError, match="not a layer of this model"):
+        resolve_layer(net, nn.ReLU())                    # a module, but not one of net's
+    with pytest.raises(ValueError, match="not a layer of this model"):
+        resolve_layer(net, net)                          # the model itself is no layer
+    with pytest.raises(TypeError, match=r"layer must be a layer name \(str"):
+        resolve_layer(net, 1)
+    with pytest.raises(ValueError, match=r"target_layer 'x' is not a layer"):
+        resolve_layer(net, "x", "target_layer")
+
+
+def test_capture_records_every_pass_and_removes_its_hooks():
+    from helpers.taps import capture
+
+    net = _seq()
+    x = torch.rand(2, 3, 8, 8)
+    with capture(net, ["0", net[1]]) as cap:
+        assert sum(_hook_counts(net).values()) == 2
+        out, acts = cap.run(x)
+        assert list(acts) == ["0", "1"]                  # a module is keyed by its dotted name
+        torch.testing.assert_close(acts["1"], net[1](net[0](x)))
+        torch.testing.assert_close(out, net(x))
+        out2, acts2 = cap.run(x * 0.5, stop_early=True)
+        assert out2 is None                              # the pass ended after layer "1"
+        torch.testing.assert_close(acts2["0"], net[0](x * 0.5))
+    assert sum(_hook_counts(net).values()) == 0
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture(net, "2"):
+            raise RuntimeError("boom")
+    assert sum(_hook_counts(net).values()) == 0
+    with pytest.raises(ValueError, match="not a layer"):
+        with capture(net, ["0", "nope"]):
+            pass
+    assert sum(_hook_counts(net).values()) == 0          # the first hook did not survive either
+
+
+def test_forward_hooks_replace_outputs_and_are_removed_on_error():
+    from helpers.taps import forward_hooks
+
+    net = _seq()
+    x = torch.rand(1, 3, 8, 8)
+    with forward_hooks([(net[1], lambda m, i, o: i[0])]) as n:   # ReLU -> identity
+        assert n == 1
+        torch.testing.assert_close(net(x), net[3](net[2](net[0](x))))
+    assert sum(_hook_counts(net).values()) == 0
+
+    def boom(module, inputs, output):
+        raise ValueError("inside the hook")
+
+    with pytest.raises(ValueError, match="inside the hook"):
+        with forward_hooks([(net[0], boom), (net[2], boom)]):
+            net(x)
+    assert sum(_hook_counts(net).values()) == 0
+
+
+def test_eval_mode_restores_each_submodule():
+    from helpers.taps import eval_mode
+
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Dropout(), nn.BatchNorm2d(3)).train()
+    net[2].eval()                                         # frozen batch norm while fine-tuning
+    with pytest.raises(KeyError):
+        with eval_mode(net):
+            assert not any(m.training for m in net.modules())
+            raise KeyError("boom")
+    assert [m.training for m in net.modules()] == [True, True, True, False]
+    f = lambda x: x  # noqa: E731
+    with eval_mode(f) as g:
+        assert g is f
+
+
+def test_unit_value_channel_mean_and_neuron():
+    from helpers.taps import unit_value
+
+    a = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(unit_value(a, 1), a[:, 1].mean(dim=(1, 2)))
+    torch.testing.assert_close(unit_value(a, (2, 3, 4)), a[:, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"channel must be in \[0, 2\]"):
+        unit_value(a, 3)
+    with pytest.raises(ValueError, match=r"position \(4, 0\) is outside the 4 x 5"):
+        unit_value(a, (0, 4, 0))
+    with pytest.raises(TypeError, match=r"unit must be a channel index c \(int\) or a neuron"):
+        unit_value(a, (0, 1))
+    with pytest.raises(TypeError, match="unit must be"):
+        unit_value(a, True)

@@ -184,8 +184,17 @@ def test_call_student():
     def broken(x):
         raise ValueError("student bug")
 
-    with pytest.raises(ValueError, match="student bug"):  # real errors pass through unchanged
+    msg = _message(lambda: call_student(broken, 1))   # a crash is a failed test with a message
+    assert msg.startswith("broken raised ValueError: student bug -- see the traceback above")
+    try:
         call_student(broken, 1)
+    except AssertionError as err:
+        assert isinstance(err.__cause__, ValueError)   # the student's traceback is kept
+
+    def asserts(x):
+        assert x > 0, "my own check"
+
+    assert _message(lambda: call_student(asserts, -1)).startswith("my own check")   # passes through
 
 
 # ---------------------------------------------------------------------------------------------

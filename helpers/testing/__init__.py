@@ -296,11 +296,14 @@ def assert_shape(actual: Any, expected_shape: Sequence[Optional[int]], *, name: 
 # running student code
 # ----------------------------------------------------------------------------------------------
 def call_student(fn: Callable, *args, **kwargs):
-    """Call ``fn(*args, **kwargs)`` and return its result.
+    """Call ``fn(*args, **kwargs)`` and return its result; a crash becomes a failed test.
 
-    If the function is still the released stub (it raises ``NotImplementedError``), fail with
-    "``fn`` is not implemented yet" instead of a traceback.  Every other exception passes through
-    unchanged, so the student sees where their code broke.
+    * The released stub (it raises ``NotImplementedError``) fails with "``fn`` is not
+      implemented yet" instead of a traceback.
+    * Any other exception raised by the student's code fails the test with an ``AssertionError``
+      that names the function and the error; the original exception is chained to it, so the
+      traceback still shows the line of the student's code where it happened.
+    * An ``AssertionError`` (the student's own ``assert``, or :func:`forbid`) passes through.
 
     >>> def todo(x):
     ...     raise NotImplementedError()
@@ -308,13 +311,19 @@ def call_student(fn: Callable, *args, **kwargs):
     Traceback (most recent call last):
     AssertionError: todo is not implemented yet: replace `raise NotImplementedError()` ...
     """
+    fname = getattr(fn, "__name__", repr(fn))
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
-        fname = getattr(fn, "__name__", repr(fn))
         raise AssertionError(
             f"{fname} is not implemented yet: replace `raise NotImplementedError()` in its cell "
             f"with your code, run that cell, then run this test again.") from None
+    except AssertionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any crash of the student's code fails the test
+        raise AssertionError(
+            f"{fname} raised {type(err).__name__}: {err} -- see the traceback above for the line "
+            f"of your code where it happened.") from err
 
 
 class _Forbidden:
