@@ -135,5 +135,17 @@ def copy_course(dest: Path, assignments=None) -> Path:
 PYTHON = sys.executable
 
 
+@pytest.fixture(scope="session")
+def model():
+    """The course's EfficientNet-Lite0 with its bundled ImageNet weights, loaded once per session.
+
+    Shared by every test file: a test must leave it as it found it (the helpers promise that for
+    mode, flags, grads and hooks; tests that edit weights work on a copy.deepcopy).
+    """
+    from helpers.models import load_model
+
+    return load_model("efficientnet_lite0")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: executes notebooks in Jupyter kernels (seconds to minutes)")
