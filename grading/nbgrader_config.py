@@ -6,7 +6,7 @@ nbgrader reads this file through the root-level ``nbgrader_config.py`` (a two-li
 
 Layout (nbgrader names -> this repository)::
 
-    source/<assignment>/<nb>.ipynb     ->  solutions/<assignment>/<nb>.ipynb   (hand-edited)
+    source/<assignment>/<nb>.ipynb     ->  solutions/<assignment>/<nb>.ipynb   (built from <nb>.py)
     release/<assignment>/<nb>.ipynb    ->  notebooks/<assignment>/<nb>.ipynb   (generated)
     submitted/ autograded/ feedback/   ->  same names, git-ignored, instructor side only
     gradebook.db                       ->  <root>/gradebook.db, git-ignored
@@ -83,6 +83,10 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 # Everything else (submitted, autograded, feedback, gradebook.db) keeps nbgrader's default name
 # under the root; .gitignore lists them.
+# nbgrader copies every file of solutions/<assignment>/ besides the notebooks to the students.
+# The text source solutions/NN_topic/NN_topic.py holds the solutions and hidden tests: never copy it.
+SOURCE_PATTERN = "[0-9][0-9]_*.py"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", SOURCE_PATTERN]
 
 # -- student version ----------------------------------------------------------------------------
 c.ClearSolutions.code_stub = {"python": CODE_STUB}

@@ -1,0 +1,1724 @@
+# %% [markdown]
+# # 03 · Which pixels matter? (21 points)
+#
+# A classifier says "Egyptian cat". *Why?* Did it look at the cat's face, at its fur, at the
+# background? This notebook builds the classic tools that answer "which pixels did the decision
+# depend on?" for the pretrained EfficientNet-Lite0 — each asks the question differently, and each
+# can mislead in its own way. You will implement four of them, check them against each other, use a
+# saliency map to cut the object out of the picture, and then put the methods themselves to the
+# test: do they explain the *model*, or just the image?
+#
+# **Learning goals.** After this notebook you can
+#
+# * compute a gradient **saliency map** and explain its three ingredients (raw class score,
+#   absolute value, max over colours);
+# * compute an **occlusion map** by batching perturbed images, and say what it costs;
+# * write **guided backpropagation** with module hooks — for ReLU *and* ReLU6 — and remove the hooks
+#   reliably;
+# * compute **Grad-CAM** from a layer's activations and gradients, and explain why it is
+#   class-discriminative while the others are not;
+# * turn a saliency map into an object mask with **GrabCut**;
+# * run the **model-randomisation sanity check** (Adebayo et al., 2018) and judge a method by it;
+# * say which methods survive when a model is a **black box** that only returns probabilities.
+#
+# **How this notebook is graded.**
+#
+# | | points |
+# |---|---|
+# | Exercise 1 · `saliency_map` | 3 |
+# | Exercise 2 · `occlusion_map` | 4 |
+# | Exercise 3 · `guided_backprop` | 4 |
+# | Exercise 4 · `grad_cam` | 4 |
+# | Questions 1–3 (written, graded by hand) | 6 |
+# | **total** | **21** |
+#
+# * Write your code between the function's docstring and its end, replacing
+#   `raise NotImplementedError()`. Keep the function names and signatures.
+# * Each exercise is followed by locked **test cells**. The *visible* tests check the basics and
+#   tell you what went wrong; when your notebook is graded the same cells run *hidden* tests with
+#   more cases (the pretrained network, batches, other layers, edge cases), check that your
+#   function leaves its inputs and the model as it found them, and check that you wrote the method
+#   yourself instead of calling the course's reference (`helpers.saliency`) or Captum.
+# * Every function follows one calling convention, the one of the Captum library:
+#   `method(model, x, target, ...)` with `x` a batch of images (N, 3, H, W) in $[0, 1]$ and
+#   `target` a class index (`int`) or a tensor of N class indices, one per image.
+# * The demos use the reference implementations (`helpers.saliency`, imported as `ref`), so a bug in
+#   one exercise does not break the rest of the notebook.
+# * The notebook runs in about two minutes on a laptop CPU (fast mode, `COURSE_FAST=1`, set while
+#   grading: well under a minute). Run it top to bottom before you submit
+#   (*Kernel → Restart & Run All*).
+
+# %% nbgrader="setup"
+# The course setup cell: `python -m grading release` inserts grading/setup_cell.py here.
+
+# %%
+import importlib.util
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers import saliency as ref        # reference implementations used by the demos
+from helpers.filters import gaussian_blur
+from helpers.images import load_image
+from helpers.models import imagenet_labels, load_model
+from helpers.plotting import show_heatmap, show_images
+from helpers.taps import features
+
+plt.rcParams["figure.dpi"] = 90
+SIZE = helpers.fast(full=224, fast=128)    # image side in pixels (224: the network's native size)
+
+# %% [markdown]
+# ## Part 0 · The patient and two pictures
+#
+# The network is the one from assignment 01: **EfficientNet-Lite0**, pretrained on ImageNet, bundled
+# with the course. It takes pixels in $[0, 1]$ and returns 1000 **logits** $S_c(x)$ — unnormalised
+# class scores; the softmax turns them into probabilities
+# $p_c = e^{S_c} / \sum_k e^{S_k}$. Its parameters are frozen: we only ever differentiate with
+# respect to *images*.
+
+# %%
+model = load_model("efficientnet_lite0").to(device)
+labels = imagenet_labels()
+CAT, ESPRESSO = 285, 967                   # ImageNet classes 'Egyptian cat' and 'espresso'
+
+names = ["chelsea", "coffee"]
+x = torch.cat([load_image(n, size=SIZE) for n in names]).to(device)     # (2, 3, SIZE, SIZE)
+with torch.no_grad():
+    probs = model(x).softmax(dim=1)
+targets = probs.argmax(dim=1)                                           # the predicted classes
+for name, p in zip(names, probs):
+    top = p.topk(3)
+    print(f"{name:8s}", ", ".join(f"{labels[int(i)]} {float(v):.0%}" for v, i in zip(top.values, top.indices)))
+show_images(x, titles=[f"{n}: {labels[int(t)]}" for n, t in zip(names, targets)], figsize=(6, 3.3))
+plt.show()
+
+
+# %% [markdown]
+# ## Part 1 · Gradient saliency
+#
+# Simonyan, Vedaldi & Zisserman ("Deep Inside Convolutional Networks", ICLR workshop 2014) start
+# from a linear model: if $S_c(x) = w^\top x + b$, the weight $w_i$ says how much pixel value $x_i$
+# matters for class $c$. A CNN is not linear, but close to a given image $x_0$ it is, to first
+# order (Taylor):
+#
+# $$
+# S_c(x) \approx S_c(x_0) + w^\top (x - x_0), \qquad w = \left.\frac{\partial S_c}{\partial x}\right|_{x_0}.
+# $$
+#
+# The gradient $w$ has the shape of the image, $(3, H, W)$. The **saliency map** keeps one number
+# per pixel:
+#
+# $$
+# M_{ij} = \max_{c \in \{R, G, B\}} \left| w_{c,ij} \right| .
+# $$
+#
+# Three choices hide in this formula, and each matters:
+#
+# * **the raw score $S_c$ (the logit), not the probability $p_c$.** The gradient of the softmax,
+#   $\frac{\partial p_c}{\partial x} = p_c\big(\nabla S_c - \sum_k p_k \nabla S_k\big)$, mixes in
+#   every other class: a pixel can raise $p_c$ just by lowering a competitor, and when the network
+#   is sure ($p_c \to 1$) the whole gradient shrinks towards zero.
+# * **the absolute value.** A pixel matters whether brightening it *or* darkening it changes the
+#   score.
+# * **the max over colour channels.** A pixel matters if any of its three colours does.
+#
+# One gradient, one backward pass: saliency is the cheapest method of this notebook.
+#
+# ### Exercise 1 · `saliency_map` (3 points)
+#
+# Implement `saliency_map(model, x, target)`:
+#
+# * `model` returns logits $(N, K)$; `x` is $(N, 3, H, W)$; `target` is an `int` (the same class for
+#   every image) or an integer tensor of shape $(N,)$ (one class per image).
+# * Return the maps $(N, H, W)$ as a tensor without autograd graph, on `x`'s device.
+# * Work on a copy of the input that requires gradients, `x_ = x.detach().clone().requires_grad_(True)`,
+#   so the caller's `x` is left exactly as it was (its `requires_grad` flag and its `.grad`).
+# * Pick every image's own class score, $S_{t_n}(x_n)$ (`logits.gather(1, ...)` or indexing), and
+#   add them up: each image's score depends only on its own pixels, so the gradient of the sum gives
+#   every image its own gradient in one backward pass.
+# * Get the gradient with `torch.autograd.grad(score, x_)`. Do **not** call `score.backward()`:
+#   it would also fill the `.grad` of every model parameter that requires gradients, a side effect
+#   the hidden tests check for.
+# * Not allowed: the course's `ref.saliency_map` / `ref.input_gradient` or Captum.
+
+# %% nbgrader="answer" id="saliency_map_answer"
+def saliency_map(model, x, target):
+    """Vanilla gradient saliency (Simonyan et al., 2014).
+
+    model:  classifier, images (N, 3, H, W) -> logits (N, K)
+    x:      images (N, 3, H, W)
+    target: int, or int64 tensor (N,) with one class per image
+    Returns (N, H, W): max over the colour channels of |d logit[n, target[n]] / d x[n]|.
+    The caller's x (values, requires_grad, .grad) and the model's parameters stay untouched.
+    """
+    ### BEGIN SOLUTION
+    x_ = x.detach().clone().requires_grad_(True)
+    logits = model(x_)
+    t = torch.as_tensor(target, device=logits.device).long().reshape(-1).expand(x.shape[0])
+    score = logits.gather(1, t[:, None]).sum()
+    (grad,) = torch.autograd.grad(score, x_)
+    return grad.abs().amax(dim=1)
+    ### END SOLUTION
+
+
+# %% nbgrader="tests" id="saliency_map_test" points=2
+# Tests for Exercise 1, part 1: one image, one class.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "saliency_map"), (ref, "input_gradient"), (ref, "to_map"), (ref, "smoothgrad"),
+              (ref, "integrated_gradients"), (ref, "guided_backprop")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.Saliency", "captum.attr.InputXGradient", "captum.attr.IntegratedGradients"]
+
+
+def _student(model, x, target):
+    with forbid(*_FORBIDDEN, name="saliency_map"):
+        return call_student(saliency_map, model, x, target)
+
+
+def _slips(model, x, target):
+    """The maps that the usual mistakes produce, to name them in a failure message."""
+    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
+    grads = {}
+    for kind in ("logit", "prob", "logprob"):
+        xg = x.detach().clone().requires_grad_(True)
+        out = model(xg)
+        out = {"logit": out, "prob": out.softmax(1), "logprob": out.log_softmax(1)}[kind]
+        (grads[kind],) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xg)
+    g = grads["logit"]
+    return {
+        "no absolute value (take |gradient| before the max over the channels)": g.amax(1),
+        "the absolute value is taken after the max over the channels, it must come first": g.amax(1).abs(),
+        "the mean over the colour channels instead of the max": g.abs().mean(1),
+        "the sum over the colour channels instead of the max": g.abs().sum(1),
+        "the gradient of the softmax probability instead of the raw class score (logit)": grads["prob"].abs().amax(1),
+        "the gradient of the log-probability (log-softmax) instead of the raw class score (logit)":
+            grads["logprob"].abs().amax(1),
+    }
+
+
+def _check(model, x, target, what):
+    expected = ref.saliency_map(model, x, target)
+    got = _student(model, x, target)
+    name = f"saliency_map on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = 1e-5 * float(expected.abs().max())
+    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
+        for slip, v in _slips(model, x, target).items():
+            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+
+
+_net = ref.TinyCNN(seed=0)                    # a small random CNN: 3 conv layers + ReLU, 10 classes
+_x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+_check(_net, _x, 3, "a small random CNN (one 16x16 image, class 3)")
+_m = _student(_net, _x, 3)
+assert bool((_m >= 0).all()), "a saliency map holds absolute values: it cannot be negative"
+assert not _m.requires_grad, "return the map without autograd graph (it comes from torch.autograd.grad, so it has none)"
+
+### BEGIN HIDDEN TESTS
+_model = load_model()
+_cat = load_image("chelsea", size=64)
+_check(_model, _cat, 285, "EfficientNet-Lite0, the cat at 64x64 px, class 285 (Egyptian cat)")
+_check(_model, _cat, 282, "EfficientNet-Lite0, the cat at 64x64 px, class 282 (tiger cat)")
+_net6 = ref.TinyCNN(seed=1, activation="relu6", gain=2.0).double()
+_check(_net6, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64), 7,
+       "a float64 CNN with ReLU6")
+### END HIDDEN TESTS
+print("Exercise 1, part 1: all visible tests passed.")
+
+# %% nbgrader="tests" id="saliency_map_batch_test" points=1
+# Tests for Exercise 1, part 2: a batch with one class per image; the caller's state.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "saliency_map"), (ref, "input_gradient"), (ref, "to_map"), (ref, "smoothgrad"),
+              (ref, "integrated_gradients"), (ref, "guided_backprop")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.Saliency", "captum.attr.InputXGradient", "captum.attr.IntegratedGradients"]
+
+
+def _student(model, x, target):
+    with forbid(*_FORBIDDEN, name="saliency_map"):
+        return call_student(saliency_map, model, x, target)
+
+
+def _slips(model, x, target):
+    """The maps that the usual mistakes produce, to name them in a failure message."""
+    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
+    grads = {}
+    for kind in ("logit", "prob", "logprob"):
+        xg = x.detach().clone().requires_grad_(True)
+        out = model(xg)
+        out = {"logit": out, "prob": out.softmax(1), "logprob": out.log_softmax(1)}[kind]
+        (grads[kind],) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xg)
+    g = grads["logit"]
+    return {
+        "no absolute value (take |gradient| before the max over the channels)": g.amax(1),
+        "the absolute value is taken after the max over the channels, it must come first": g.amax(1).abs(),
+        "the mean over the colour channels instead of the max": g.abs().mean(1),
+        "the sum over the colour channels instead of the max": g.abs().sum(1),
+        "the gradient of the softmax probability instead of the raw class score (logit)": grads["prob"].abs().amax(1),
+        "the gradient of the log-probability (log-softmax) instead of the raw class score (logit)":
+            grads["logprob"].abs().amax(1),
+    }
+
+
+def _check(model, x, target, what):
+    expected = ref.saliency_map(model, x, target)
+    got = _student(model, x, target)
+    name = f"saliency_map on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = 1e-5 * float(expected.abs().max())
+    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
+        for slip, v in _slips(model, x, target).items():
+            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+
+
+_net = ref.TinyCNN(seed=2)
+_x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+_t = torch.tensor([0, 4, 9])
+_expected = torch.cat([ref.saliency_map(_net, _x[i:i + 1], int(_t[i])) for i in range(3)])
+assert_close(_student(_net, _x, _t), _expected, atol=1e-7, rtol=1e-4,
+             name="saliency_map(model, x, target) with 3 images and target = tensor([0, 4, 9])",
+             hint="every image needs the gradient of its own class: pick logits[n, target[n]] for each n")
+_check(_net, _x, 5, "3 images and one int target (class 5 for all of them)")
+
+### BEGIN HIDDEN TESTS
+# the caller's x and the model are left as they were
+_x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+_x.requires_grad_(True)
+_x.grad = torch.ones_like(_x)
+with assert_inputs_unchanged(x=_x, model=_net):
+    _student(_net, _x, torch.tensor([1, 2]))
+assert torch.equal(_x.grad, torch.ones_like(_x)), "saliency_map must not change x.grad: work on x.detach().clone()"
+assert all(p.grad is None for p in _net.parameters()), (
+    "saliency_map filled the .grad of the model's parameters: use torch.autograd.grad(score, x_) instead of "
+    "score.backward()")
+_x2 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+_student(_net, _x2, 0)
+assert not _x2.requires_grad and _x2.grad is None, (
+    "saliency_map changed the caller's x (requires_grad or .grad): work on x_ = x.detach().clone().requires_grad_(True)")
+_model = load_model()
+_imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
+_check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0, cat and coffee at 64 px, targets [285, 967]")
+### END HIDDEN TESTS
+print("Exercise 1, part 2: all visible tests passed.")
+
+# %% [markdown]
+# ### What the saliency maps show
+#
+# The reference `ref.saliency_map` computes the same maps. Bright pixels are those whose small
+# changes move the class score most. The maps are speckled — neighbouring pixels can have very
+# different gradients — but they concentrate on the object: the cat's eyes, nose and the edges of
+# its face; the rim, the crema and the spoon of the espresso.
+
+# %%
+sal = ref.saliency_map(model, x, targets)                       # (2, SIZE, SIZE)
+fig, axes = plt.subplots(2, 3, figsize=(10, 6.8), layout="constrained")
+for i, name in enumerate(names):
+    axes[i, 0].imshow(x[i].permute(1, 2, 0).cpu())
+    axes[i, 0].set_title(f"{name}: {labels[int(targets[i])]}")
+    top = float(sal[i].quantile(0.99))                          # clip the brightest 1 % for display
+    axes[i, 1].imshow(sal[i].cpu(), cmap="gray", vmin=0, vmax=top)
+    axes[i, 1].set_title("saliency map (clipped at its 99th percentile)", fontsize=9)
+    show_heatmap(x[i:i + 1].cpu(), sal[i].clamp(max=top).cpu(), ax=axes[i, 2], cmap="inferno", alpha=0.6)
+    axes[i, 2].set_title("overlay", fontsize=9)
+for ax in axes.flat:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# **Why the three ingredients?** The next figure takes them apart for the espresso (the network
+# is about 90 % sure of it). The signed gradient (summed over RGB; red: brightening the pixel
+# raises the score, blue: lowers it) flips sign from pixel to pixel — a max without the absolute
+# value would keep only the red half of the evidence. Mean and max over the channels look alike
+# here; the max is the paper's choice ("a pixel matters if any colour does"). The gradient of the
+# softmax probability is an order of magnitude *weaker*, as the formula above predicts for a
+# confident prediction (printed below). Its map looks similar here (rank correlation below), but
+# it answers a different question — it mixes in the gradients of the competing classes, and for a
+# confident prediction it fades away.
+
+# %%
+cup = x[1:2]
+g = ref.input_gradient(model, cup, ESPRESSO)                    # (1, 3, H, W) signed gradient of the logit
+xg = cup.detach().clone().requires_grad_(True)
+(g_prob,) = torch.autograd.grad(model(xg).softmax(1)[0, ESPRESSO], xg)
+p_cup = float(probs[1, ESPRESSO])
+
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), layout="constrained")
+signed = g[0].sum(0)                                            # summed over RGB, keeps the sign
+lim = float(signed.abs().quantile(0.99))
+axes[0].imshow(signed.cpu(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+axes[0].set_title("signed gradient (sum over RGB)")
+ratio = float(g_prob.abs().sum() / g.abs().sum())
+maps = {"max |g| over RGB (saliency)": g.abs().amax(1)[0], "mean |g| over RGB": g.abs().mean(1)[0],
+        f"softmax gradient, max |.| over RGB\n(own scale: {ratio:.0%} of the logit's)": g_prob.abs().amax(1)[0]}
+for ax, (title, m) in zip(axes[1:], maps.items()):
+    ax.imshow(m.cpu(), cmap="gray", vmin=0, vmax=float(m.quantile(0.99)))
+    ax.set_title(title, fontsize=10)
+for ax in axes:
+    ax.set_axis_off()
+plt.show()
+print(f"|softmax gradient| / |logit gradient| = {ratio:.3f} (summed over all pixels); p(espresso) = {p_cup:.3f}")
+print(f"rank correlation of the two maps: {float(ref.rank_correlation(maps['max |g| over RGB (saliency)'][None], g_prob.abs().amax(1))[0]):.2f}")
+
+
+# %% [markdown]
+# ## Part 2 · Occlusion: hide a patch, watch the probability
+#
+# Zeiler & Fergus ("Visualizing and Understanding Convolutional Networks", ECCV 2014) asked the
+# question directly: cover part of the image with a grey square — does the network still see the
+# class? Slide the square over the image and record, for every position, how much the class
+# probability drops. No gradients are needed, only forward passes: occlusion works on *any*
+# classifier. The price is one forward pass per patch position.
+#
+# Precisely, for patch size $k$ and stride $s$: the patches have their top-left corners at rows
+# (and likewise columns) $0, s, 2s, \dots$ up to the first patch that reaches the bottom (right)
+# border — in Python, `range(0, H - k + s, s)` — and a patch that sticks out past the border is
+# cut off there. For each patch $w$, $x^{(w)}$ is the image with the patch's pixels (all three
+# channels) set to the `fill` value, and
+#
+# $$
+# d_w = \frac{p_t(x) - p_t(x^{(w)})}{p_t(x)}
+# $$
+#
+# is the drop of the target probability **relative to the unoccluded probability** $p_t(x)$:
+# $d_w = 1$ means the patch held all the evidence, $0$ no effect, negative values that hiding it
+# makes the class *more* likely. Dividing by $p_t(x)$ puts maps of confident and unsure
+# predictions on one scale. Patches overlap when $s < k$; a pixel's value is the **mean** of $d_w$
+# over all patches that cover it:
+#
+# $$
+# M_{ij} = \frac{1}{\#\{w \ni (i,j)\}} \sum_{w \ni (i, j)} d_w .
+# $$
+#
+# The fill value 0.5 (mid grey) is what the network sees as 0 after its input normalisation
+# $(x - 0.5)/0.5$: "no information".
+#
+# ### Exercise 2 · `occlusion_map` (4 points)
+#
+# Implement `occlusion_map(model, x, target, *, size, stride, fill=0.5, batch_size=64)` following the
+# definition above, for square patches (`size`, `stride` are ints, `stride <= size`).
+#
+# * Return $(N, H, W)$ on `x`'s device. `target` is an int or a tensor of N classes.
+# * **Batch**: put up to `batch_size` occluded copies of an image into one forward pass (one pass
+#   per image and patch is far too slow). The tests count the passes: with $P$ patches and
+#   $B$ = `batch_size`, at most $\lceil P / B \rceil$ passes per image, plus the pass(es) over
+#   the clean images.
+#   Copy, never write into `x` itself: `batch = x[n:n+1].repeat(B, 1, 1, 1)`, then set the patches.
+# * Probabilities are `model(...).softmax(dim=1)`. Run everything under `torch.no_grad()`.
+# * Suggested bookkeeping: a `total` map to which every patch adds its $d_w$ on its pixels, and a
+#   `count` map that counts the patches per pixel; the answer is `total / count`.
+# * Not allowed: `ref.occlusion_map` or Captum's `Occlusion`.
+
+# %% nbgrader="answer" id="occlusion_map_answer"
+def occlusion_map(model, x, target, *, size, stride, fill=0.5, batch_size=64):
+    """Occlusion sensitivity (Zeiler & Fergus, 2014), normalised to the clean probability.
+
+    model: classifier returning logits (N, K); x: images (N, 3, H, W); target: int or (N,) tensor.
+    size, stride: square patch side and step in pixels (stride <= size); fill: value of hidden pixels.
+    Patch corners at range(0, H - size + stride, stride) in both directions, cut off at the border.
+    Returns (N, H, W): per pixel, the mean over the patches covering it of
+        (p_t(x) - p_t(x with the patch filled)) / p_t(x),   p = softmax(model(.)).
+    At most batch_size occluded images per forward pass; x is not modified.
+    """
+    ### BEGIN SOLUTION
+    n, _, h, w = x.shape
+    t = torch.as_tensor(target, device=x.device).long().reshape(-1).expand(n)
+    windows = [(top, left) for top in range(0, h - size + stride, stride)
+               for left in range(0, w - size + stride, stride)]
+    count = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    for top, left in windows:
+        count[top:top + size, left:left + size] += 1
+    out = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        p_clean = model(x).softmax(dim=1).gather(1, t[:, None])[:, 0]
+        for i in range(n):
+            for start in range(0, len(windows), batch_size):
+                chunk = windows[start:start + batch_size]
+                batch = x[i:i + 1].repeat(len(chunk), 1, 1, 1)
+                for k, (top, left) in enumerate(chunk):
+                    batch[k, :, top:top + size, left:left + size] = fill
+                p = model(batch).softmax(dim=1)[:, t[i]]
+                drop = (p_clean[i] - p) / p_clean[i]
+                for k, (top, left) in enumerate(chunk):
+                    out[i, top:top + size, left:left + size] += drop[k]
+    return out / count
+    ### END SOLUTION
+
+
+# %% nbgrader="tests" id="occlusion_map_test" points=2
+# Tests for Exercise 2, part 1: the definition.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "occlusion_map"), (ref, "occlusion_windows")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.Occlusion", "captum.attr.FeatureAblation"]
+
+
+def _student(model, x, target, **kw):
+    with forbid(*_FORBIDDEN, name="occlusion_map"):
+        return call_student(occlusion_map, model, x, target, **kw)
+
+
+def _by_the_definition(model, x, t, size, stride, fill, *, score="prob", normalise=True, mean=True, clip=True):
+    """The definition written out with loops, one patch at a time; the flags make the usual slips."""
+    n, _, h, w = x.shape
+    out = torch.zeros(n, h, w, dtype=torch.float64)
+    stop_h, stop_w = (h - size + stride, w - size + stride) if clip else (h - size + 1, w - size + 1)
+    with torch.no_grad():
+        for i in range(n):
+            ti = int(torch.as_tensor(t).reshape(-1).expand(n)[i])
+            f = (lambda z: model(z).softmax(1)[0, ti]) if score == "prob" else (lambda z: model(z)[0, ti])
+            s0 = float(f(x[i:i + 1]))
+            total = torch.zeros(h, w, dtype=torch.float64)
+            count = torch.zeros(h, w, dtype=torch.float64)
+            for top in range(0, stop_h, stride):
+                for left in range(0, stop_w, stride):
+                    xo = x[i:i + 1].clone()
+                    xo[..., top:top + size, left:left + size] = fill
+                    d = s0 - float(f(xo))
+                    total[top:top + size, left:left + size] += d / s0 if normalise else d
+                    count[top:top + size, left:left + size] += 1
+            out[i] = total / count.clamp(min=1) if mean else total
+    return out
+
+
+_SLIPS = {
+    "not normalised: the map holds the raw drop p_clean - p_occluded; divide it by p_clean": dict(normalise=False),
+    "the logit (raw score) instead of the softmax probability": dict(score="logit"),
+    "the sum over the patches covering a pixel instead of their mean": dict(mean=False),
+    "the last patches stop before the border; corners run over range(0, H - size + stride, stride) "
+    "and a patch that sticks out is cut off": dict(clip=False),
+}
+
+
+def _check(model, x, target, what, *, size, stride, fill=0.5, batch_size=64, expected=None, atol=1e-6):
+    if expected is None:
+        expected = _by_the_definition(model, x, target, size, stride, fill)
+    got = _student(model, x, target, size=size, stride=stride, fill=fill, batch_size=batch_size)
+    name = f"occlusion_map(..., size={size}, stride={stride}, fill={fill}) on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    got = got.detach().double()
+    tol = atol * max(1.0, float(expected.abs().max()))
+    if not torch.allclose(got, expected.double(), atol=tol, rtol=1e-4):
+        if torch.allclose(-got, expected.double(), atol=tol, rtol=1e-4):
+            raise AssertionError(f"{name} has the sign flipped: d = (p_clean - p_occluded) / p_clean is positive "
+                                 f"when hiding the patch lowers the probability.")
+        for slip, flags in _SLIPS.items():
+            v = _by_the_definition(model, x, target, size, stride, fill, **flags)
+            if torch.allclose(got, v, atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected.double(), name=name, atol=tol, rtol=1e-4)
+
+
+class _Counter(torch.nn.Module):
+    """Wraps a model and records the batch size of every forward pass."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(int(x.shape[0]))
+        return self.net(x)
+
+
+class _TopHalf(torch.nn.Module):
+    """Two classes: logit 0 = 10 x (mean of the top half of the image), logit 1 = 0."""
+
+    def forward(self, x):
+        s = 10 * x[:, :, : x.shape[2] // 2].mean(dim=(1, 2, 3))
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+# By hand: a white 4x4 image, 2x2 patches of zeros that do not overlap. Hiding a patch in the top
+# half halves logit 0 (10 -> 5): p drops from sigmoid(10) to sigmoid(5). Patches in the bottom half
+# change nothing.
+_x = torch.ones(1, 3, 4, 4, dtype=torch.float64)
+_p0, _p = torch.sigmoid(torch.tensor(10.0, dtype=torch.float64)), torch.sigmoid(torch.tensor(5.0, dtype=torch.float64))
+_expected = torch.zeros(1, 4, 4, dtype=torch.float64)
+_expected[:, :2] = (_p0 - _p) / _p0
+_check(_TopHalf(), _x, 0, "a white 4x4 image and a toy model (by hand)", size=2, stride=2, fill=0.0, expected=_expected)
+# Overlapping patches on a small random CNN, compared with the definition written as loops.
+_net = ref.TinyCNN(seed=3)
+_check(_net, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3)), 2,
+       "a small random CNN (12x12 image)", size=4, stride=2)
+
+### BEGIN HIDDEN TESTS
+_x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+_check(_net, _x, 6, "a 12x12 image, patches cut off at the border", size=5, stride=3, fill=0.0)
+_check(_net, _x, 1, "a 12x12 image, stride = size", size=4, stride=4, fill=0.8)
+_check(_net, _x, 9, "a 12x12 image, one patch = the whole image", size=12, stride=12)
+_check(_net, _x, 3, "a 12x12 image, stride 1", size=3, stride=1, fill=0.25)
+_x13 = torch.rand(1, 3, 13, 13, generator=torch.Generator().manual_seed(5))
+_check(_net, _x13, 4, "a 13x13 image", size=4, stride=3, fill=0.5)
+### END HIDDEN TESTS
+print("Exercise 2, part 1: all visible tests passed.")
+
+# %% nbgrader="tests" id="occlusion_map_batch_test" points=2
+# Tests for Exercise 2, part 2: batches of images and of patches.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "occlusion_map"), (ref, "occlusion_windows")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.Occlusion", "captum.attr.FeatureAblation"]
+
+
+def _student(model, x, target, **kw):
+    with forbid(*_FORBIDDEN, name="occlusion_map"):
+        return call_student(occlusion_map, model, x, target, **kw)
+
+
+def _by_the_definition(model, x, t, size, stride, fill, *, score="prob", normalise=True, mean=True, clip=True):
+    """The definition written out with loops, one patch at a time; the flags make the usual slips."""
+    n, _, h, w = x.shape
+    out = torch.zeros(n, h, w, dtype=torch.float64)
+    stop_h, stop_w = (h - size + stride, w - size + stride) if clip else (h - size + 1, w - size + 1)
+    with torch.no_grad():
+        for i in range(n):
+            ti = int(torch.as_tensor(t).reshape(-1).expand(n)[i])
+            f = (lambda z: model(z).softmax(1)[0, ti]) if score == "prob" else (lambda z: model(z)[0, ti])
+            s0 = float(f(x[i:i + 1]))
+            total = torch.zeros(h, w, dtype=torch.float64)
+            count = torch.zeros(h, w, dtype=torch.float64)
+            for top in range(0, stop_h, stride):
+                for left in range(0, stop_w, stride):
+                    xo = x[i:i + 1].clone()
+                    xo[..., top:top + size, left:left + size] = fill
+                    d = s0 - float(f(xo))
+                    total[top:top + size, left:left + size] += d / s0 if normalise else d
+                    count[top:top + size, left:left + size] += 1
+            out[i] = total / count.clamp(min=1) if mean else total
+    return out
+
+
+_SLIPS = {
+    "not normalised: the map holds the raw drop p_clean - p_occluded; divide it by p_clean": dict(normalise=False),
+    "the logit (raw score) instead of the softmax probability": dict(score="logit"),
+    "the sum over the patches covering a pixel instead of their mean": dict(mean=False),
+    "the last patches stop before the border; corners run over range(0, H - size + stride, stride) "
+    "and a patch that sticks out is cut off": dict(clip=False),
+}
+
+
+def _check(model, x, target, what, *, size, stride, fill=0.5, batch_size=64, expected=None, atol=1e-6):
+    if expected is None:
+        expected = _by_the_definition(model, x, target, size, stride, fill)
+    got = _student(model, x, target, size=size, stride=stride, fill=fill, batch_size=batch_size)
+    name = f"occlusion_map(..., size={size}, stride={stride}, fill={fill}) on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    got = got.detach().double()
+    tol = atol * max(1.0, float(expected.abs().max()))
+    if not torch.allclose(got, expected.double(), atol=tol, rtol=1e-4):
+        if torch.allclose(-got, expected.double(), atol=tol, rtol=1e-4):
+            raise AssertionError(f"{name} has the sign flipped: d = (p_clean - p_occluded) / p_clean is positive "
+                                 f"when hiding the patch lowers the probability.")
+        for slip, flags in _SLIPS.items():
+            v = _by_the_definition(model, x, target, size, stride, fill, **flags)
+            if torch.allclose(got, v, atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected.double(), name=name, atol=tol, rtol=1e-4)
+
+
+class _Counter(torch.nn.Module):
+    """Wraps a model and records the batch size of every forward pass."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(int(x.shape[0]))
+        return self.net(x)
+
+
+_net = ref.TinyCNN(seed=4)
+_x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(6))
+# 12x12 images, size 4, stride 2: corners 0, 2, 4, 6, 8 -> 25 patches per image
+with assert_inputs_unchanged(x=_x):
+    _check(_net, _x, torch.tensor([1, 7]), "2 images with targets [1, 7]", size=4, stride=2, batch_size=8)
+_counted = _Counter(_net)
+_student(_counted, _x, torch.tensor([1, 7]), size=4, stride=2, batch_size=8)
+assert max(_counted.sizes) <= 8, (
+    f"occlusion_map(..., batch_size=8) sent {max(_counted.sizes)} images through the model in one pass; "
+    f"at most batch_size per pass")
+assert len(_counted.sizes) <= 2 * 4 + 2, (
+    f"occlusion_map(..., batch_size=8) with 2 images of 25 patches each made {len(_counted.sizes)} forward passes "
+    f"with batch sizes {_counted.sizes}; put up to batch_size occluded images into each pass "
+    f"(at most 2 x ceil(25 / 8) + 2 = 10 passes)")
+
+### BEGIN HIDDEN TESTS
+_counted.sizes.clear()
+_student(_counted, _x[:1], 3, size=3, stride=1, batch_size=50)   # 100 patches
+assert len(_counted.sizes) <= 3 and max(_counted.sizes) <= 50, (
+    f"100 patches with batch_size=50 should take 2 passes (+1 clean), got batch sizes {_counted.sizes}")
+_model = load_model()
+_imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
+_expected = ref.occlusion_map(_model, _imgs, torch.tensor([285, 967]), size=16, stride=8, batch_size=49)
+with assert_inputs_unchanged(x=_imgs, model=_model):
+    _check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0, cat and coffee at 64 px",
+           size=16, stride=8, batch_size=20, expected=_expected, atol=1e-4)
+_expected = ref.occlusion_map(_model, _imgs[:1], 282, size=24, stride=16, fill=0.0)
+_check(_model, _imgs[:1], 282, "EfficientNet-Lite0, the cat at 64 px, class 282", size=24, stride=16, fill=0.0,
+       expected=_expected, atol=1e-4)
+### END HIDDEN TESTS
+print("Exercise 2, part 2: all visible tests passed.")
+
+# %% [markdown]
+# ### Occlusion maps of the two pictures
+#
+# The reference `ref.occlusion_map` computes the same maps, batched (`progress=True` shows a bar).
+# A patch of 32 pixels with stride 16 at 224 px means 13 × 13 = 169 patch positions: 169 forward
+# passes per image, against one backward pass for a gradient. Red: hiding the patch lowers the
+# probability of the class; blue: hiding it *raises* it.
+
+# %%
+OCC_SIZE, OCC_STRIDE = helpers.fast(full=(32, 16), fast=(32, 16))
+t0 = time.perf_counter()
+occ = ref.occlusion_map(model, x, targets, size=OCC_SIZE, stride=OCC_STRIDE, batch_size=64, progress=True)
+n_patches = len(ref.occlusion_windows(SIZE, SIZE, OCC_SIZE, OCC_STRIDE))
+print(f"{n_patches} patches per image, {time.perf_counter() - t0:.1f} s for both images")
+
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), layout="constrained")
+for i, name in enumerate(names):
+    lim = float(occ[i].abs().max())
+    im = axes[2 * i].imshow(occ[i].cpu(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=axes[2 * i], shrink=0.8, label="relative drop d")
+    axes[2 * i].set_title(f"{name}: occlusion map\n(red: hiding hurts '{labels[int(targets[i])]}')", fontsize=9)
+    show_heatmap(x[i:i + 1].cpu(), occ[i].clamp(min=0).cpu(), ax=axes[2 * i + 1], cmap="inferno", alpha=0.55)
+    axes[2 * i + 1].set_title("positive part over the image", fontsize=9)
+for ax in axes:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# Two things to notice. For the espresso the cup and the crema carry the evidence. For the cat much
+# of the map is *blue*: "Egyptian cat", "tiger cat" and "tabby" are near-synonyms that share most of
+# their evidence (stripes, fur, eyes), so hiding a part of the face often moves probability from
+# one cat class to another — here towards "Egyptian cat". Occlusion measures exactly what it says,
+# the change of *one* class probability, and between competing classes that is not the same as
+# "where is the cat".
+#
+# The patch size sets what the map can see: small patches find small, decisive details (but one
+# eye hidden is no problem while the other is visible — redundancy hides evidence), large patches
+# hide whole parts and give coarse maps. The cost grows with the number of positions. Below: three
+# patch sizes on the cat, each on its own symmetric colour scale (stride = patch size: no overlap,
+# to keep it quick).
+
+# %%
+cat = x[:1]
+patch_sizes = [SIZE // 8, SIZE // 4, SIZE // 2]                # 28, 56, 112 px at 224
+fig, axes = plt.subplots(1, len(patch_sizes) + 1, figsize=(13, 3.5), layout="constrained")
+axes[0].imshow(cat[0].permute(1, 2, 0).cpu())
+axes[0].set_title(f"cat at {SIZE} px")
+for ax, k in zip(axes[1:], patch_sizes):
+    stride = k
+    n_pos = len(ref.occlusion_windows(SIZE, SIZE, k, stride))
+    m = ref.occlusion_map(model, cat, CAT, size=k, stride=stride, batch_size=64, progress=True)[0]
+    lim = float(m.abs().max())
+    ax.imshow(m.cpu(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(f"patch {k} px, stride {stride}\n{n_pos} forward passes", fontsize=9)
+for ax in axes:
+    ax.set_axis_off()
+plt.show()
+
+
+# %% [markdown]
+# ## Part 3 · Guided backpropagation
+#
+# Gradient maps are noisy partly because of *cancellation*: the gradient reaching a pixel is a sum
+# over many paths through the network, some positive, some negative. Springenberg et al.
+# ("Striving for Simplicity: The All Convolutional Net", ICLR workshop 2015) changed the backward
+# pass of every rectifier so that only *positive* signals flow back. For $y = \mathrm{ReLU}(z)$ with
+# incoming gradient $\bar y = \partial S / \partial y$:
+#
+# | rule | $\bar z$ = what flows back to $z$ |
+# |---|---|
+# | backpropagation (the true gradient) | $\bar y \, [z > 0]$ |
+# | "deconvnet" (Zeiler & Fergus, 2014) | $\bar y \, [\bar y > 0]$ |
+# | **guided backpropagation** | $\bar y \, [z > 0] \, [\bar y > 0]$ |
+#
+# Guided backprop is not the gradient of anything — it is a visualisation rule (a "total hack" in
+# the lecture's words) that keeps only the paths along which the image *excites* the class.
+#
+# **ReLU6.** EfficientNet-Lite does not use ReLU but $\mathrm{ReLU6}(z) = \min(\max(z, 0), 6)$,
+# which is flat above 6 as well as below 0. Its true gradient is $\bar y\,[0 < z < 6]$, so the
+# guided rule becomes
+#
+# $$
+# \bar z = \bar y \;[0 < z < 6]\; [\bar y > 0] = \max(\bar y, 0)\,[0 < z < 6].
+# $$
+#
+# (A unit saturated at 6 passes nothing back, exactly as a unit below 0.)
+#
+# **How to change a backward pass: hooks.** PyTorch lets you attach functions to a module.
+# `module.register_full_backward_hook(hook)` calls `hook(module, grad_input, grad_output)` during
+# the backward pass, where `grad_output` holds $\bar y$ and `grad_input` holds $\bar z$ *as autograd
+# computed it*, i.e. already multiplied by the mask ($[z > 0]$ for ReLU, $[0 < z < 6]$ for ReLU6). If
+# the hook returns a tuple, it replaces `grad_input`. Registering returns a handle;
+# `handle.remove()` takes the hook off again. **Hooks must always be removed** — also when the
+# forward or backward pass raises an error — or the model stays modified for everyone who uses it
+# afterwards. That is what `try: ... finally: ...` is for.
+#
+# ### Exercise 3 · `guided_backprop` (4 points)
+#
+# Implement `guided_backprop(model, x, target)`: the guided gradient of the target logit with
+# respect to the image, shape $(N, 3, H, W)$ (signed, like the gradient — no absolute value, no max).
+#
+# * Register a full backward hook on every `nn.ReLU` and `nn.ReLU6` module of the model
+#   (`model.modules()`) that applies the guided rule above.
+# * Then compute the gradient as in Exercise 1 (fresh copy of `x`, `torch.autograd.grad`).
+# * Remove every hook in a `finally:` block, so that none survives, even when the model raises.
+# * Not allowed: `ref.guided_backprop`, `ref.guided_relus`, `ref.neuron_gradient` or Captum.
+
+# %% nbgrader="answer" id="guided_backprop_answer"
+def guided_backprop(model, x, target):
+    """Guided backpropagation (Springenberg et al., 2015) of the target logit to the pixels.
+
+    At every nn.ReLU / nn.ReLU6 module the backward pass lets through only positive gradients,
+    and only where the forward input z was in the linear range (z > 0 for ReLU, 0 < z < 6 for ReLU6).
+    model: classifier returning logits (N, K); x: (N, 3, H, W); target: int or (N,) tensor.
+    Returns (N, 3, H, W). No hook is left on the model afterwards, even if the model raises.
+    """
+    ### BEGIN SOLUTION
+    def hook(module, grad_input, grad_output):
+        # grad_input[0] = grad_output[0] * (mask of the linear range): keep its positive part
+        return (grad_input[0].clamp(min=0),)
+
+    handles = []
+    try:
+        for module in model.modules():
+            if isinstance(module, (nn.ReLU, nn.ReLU6)):
+                handles.append(module.register_full_backward_hook(hook))
+        x_ = x.detach().clone().requires_grad_(True)
+        logits = model(x_)
+        t = torch.as_tensor(target, device=logits.device).long().reshape(-1).expand(x.shape[0])
+        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), x_)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return grad
+    ### END SOLUTION
+
+
+# %% nbgrader="tests" id="guided_backprop_test" points=2
+# Tests for Exercise 3, part 1: the guided rule at ReLUs.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "guided_backprop"), (ref, "guided_relus"), (ref, "neuron_gradient"), (ref, "input_gradient")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.GuidedBackprop", "captum.attr.Deconvolution", "captum.attr.GuidedGradCam"]
+
+
+def _student(model, x, target):
+    with forbid(*_FORBIDDEN, name="guided_backprop"):
+        return call_student(guided_backprop, model, x, target)
+
+
+def _hooks(model):
+    """Number of hooks of any kind on the model's modules."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def _two_layer(act):
+    """x (1, 3, 1, 1) -> Linear(3, 4) -> act -> Linear(4, 2), with hand-picked weights.
+
+    For x = (0.5, 0.5, 0.5) the pre-activations are z = (-0.5, 2, 8, 2.5), and the gradient of
+    logit 0 arriving at the rectifier is (3, -2, 5, 1).
+    """
+    net = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 4), act(), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 4], [1, 1, 1]]))
+        net[1].bias.copy_(torch.tensor([-1.0, 1, 6, 1]))
+        net[3].weight.copy_(torch.tensor([[3.0, -2, 5, 1], [1, 1, 1, 1]]))
+        net[3].bias.zero_()
+    return net
+
+
+_HALF = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+
+
+def _check_hand(act, expected, slips, what):
+    got = _student(_two_layer(act), _HALF, 0)
+    name = f"guided_backprop on {what}"
+    assert_shape(got, (1, 3, 1, 1), name=name)
+    flat = got.detach().double().flatten()
+    for slip, v in slips.items():
+        if torch.allclose(flat, torch.tensor(v, dtype=torch.float64), atol=1e-9):
+            raise AssertionError(f"{name} returned {flat.tolist()}: {slip}.")
+    assert_close(flat, torch.tensor(expected, dtype=torch.float64), name=name, atol=1e-9)
+
+
+def _check(model, x, target, what, rtol=1e-5):
+    expected = ref.guided_backprop(model, x, target)
+    got = _student(model, x, target)
+    name = f"guided_backprop on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = rtol * float(expected.abs().max())
+    plain = ref.input_gradient(model, x, target)
+    if torch.allclose(got.detach().double(), plain.double(), atol=tol, rtol=1e-4):
+        raise AssertionError(f"{name} equals the plain gradient: the guided rule is not applied (are the hooks "
+                             f"registered on every nn.ReLU and nn.ReLU6, and do they return a replacement?)")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+
+
+# By hand, ReLU: z = (-0.5, 2, 8, 2.5), incoming gradient (3, -2, 5, 1)
+#   guided: (3, -2, 5, 1) * [z > 0] * [g > 0] = (0, 0, 5, 1) -> dx = W1^T (0, 0, 5, 1) = (1, 1, 21)
+_check_hand(torch.nn.ReLU, [1.0, 1.0, 21.0], {
+    "that is the plain gradient W1^T (0, -2, 5, 1): negative gradients were let through the ReLU": [1.0, -3.0, 21.0],
+    "that is the 'deconvnet' rule (3, 0, 5, 1): the forward mask [z > 0] is missing": [4.0, 1.0, 21.0],
+}, "a two-layer ReLU net (by hand)")
+_net = ref.TinyCNN(seed=5)
+_check(_net, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)), torch.tensor([3, 8]),
+       "a small random ReLU CNN, 2 images, targets [3, 8]")
+
+### BEGIN HIDDEN TESTS
+_check(ref.TinyCNN(seed=6), torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(6)), 0,
+       "a small random ReLU CNN, 20x20")
+_x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+_x.requires_grad_(True)
+with assert_inputs_unchanged(x=_x, model=_net):
+    _student(_net, _x, 4)
+assert _x.grad is None and all(p.grad is None for p in _net.parameters()), (
+    "guided_backprop filled a .grad (of x or of a parameter): use torch.autograd.grad on a copy of x")
+assert _hooks(_net) == 0, "guided_backprop left hooks on the model: remove them (handle.remove()) when done"
+### END HIDDEN TESTS
+print("Exercise 3, part 1: all visible tests passed.")
+
+# %% nbgrader="tests" id="guided_backprop_relu6_test" points=2
+# Tests for Exercise 3, part 2: ReLU6, the pretrained network, hooks always removed.
+import importlib.util
+import torch
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "guided_backprop"), (ref, "guided_relus"), (ref, "neuron_gradient"), (ref, "input_gradient")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.GuidedBackprop", "captum.attr.Deconvolution", "captum.attr.GuidedGradCam"]
+
+
+def _student(model, x, target):
+    with forbid(*_FORBIDDEN, name="guided_backprop"):
+        return call_student(guided_backprop, model, x, target)
+
+
+def _hooks(model):
+    """Number of hooks of any kind on the model's modules."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def _two_layer(act):
+    """x (1, 3, 1, 1) -> Linear(3, 4) -> act -> Linear(4, 2), with hand-picked weights.
+
+    For x = (0.5, 0.5, 0.5) the pre-activations are z = (-0.5, 2, 8, 2.5), and the gradient of
+    logit 0 arriving at the rectifier is (3, -2, 5, 1).
+    """
+    net = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 4), act(), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 4], [1, 1, 1]]))
+        net[1].bias.copy_(torch.tensor([-1.0, 1, 6, 1]))
+        net[3].weight.copy_(torch.tensor([[3.0, -2, 5, 1], [1, 1, 1, 1]]))
+        net[3].bias.zero_()
+    return net
+
+
+_HALF = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+
+
+def _check_hand(act, expected, slips, what):
+    got = _student(_two_layer(act), _HALF, 0)
+    name = f"guided_backprop on {what}"
+    assert_shape(got, (1, 3, 1, 1), name=name)
+    flat = got.detach().double().flatten()
+    for slip, v in slips.items():
+        if torch.allclose(flat, torch.tensor(v, dtype=torch.float64), atol=1e-9):
+            raise AssertionError(f"{name} returned {flat.tolist()}: {slip}.")
+    assert_close(flat, torch.tensor(expected, dtype=torch.float64), name=name, atol=1e-9)
+
+
+def _check(model, x, target, what, rtol=1e-5):
+    expected = ref.guided_backprop(model, x, target)
+    got = _student(model, x, target)
+    name = f"guided_backprop on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = rtol * float(expected.abs().max())
+    plain = ref.input_gradient(model, x, target)
+    if torch.allclose(got.detach().double(), plain.double(), atol=tol, rtol=1e-4):
+        raise AssertionError(f"{name} equals the plain gradient: the guided rule is not applied (are the hooks "
+                             f"registered on every nn.ReLU and nn.ReLU6, and do they return a replacement?)")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+
+
+# By hand, ReLU6: the unit with z = 8 is saturated (flat), so it passes nothing back either:
+#   guided: (3, -2, 5, 1) * [0 < z < 6] * [g > 0] = (0, 0, 0, 1) -> dx = (1, 1, 1)
+_check_hand(torch.nn.ReLU6, [1.0, 1.0, 1.0], {
+    "the ReLU6 upper bound was ignored: a unit with z >= 6 is flat and passes no gradient back": [1.0, 1.0, 21.0],
+    "that is the plain gradient: negative gradients were let through the ReLU6": [1.0, -3.0, 1.0],
+    "that is the 'deconvnet' rule: the forward mask [0 < z < 6] is missing": [4.0, 1.0, 21.0],
+}, "a two-layer ReLU6 net (by hand)")
+_net6 = ref.TinyCNN(seed=7, activation="relu6", gain=2.0)
+_check(_net6, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)), 5,
+       "a small random ReLU6 CNN (many units above 6)")
+assert _hooks(_net6) == 0, f"guided_backprop left {_hooks(_net6)} hook(s) on the model: remove them when done"
+
+### BEGIN HIDDEN TESTS
+_model = load_model()
+_imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
+with assert_inputs_unchanged(x=_imgs, model=_model):
+    _check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0 (ReLU6), cat and coffee at 64 px", rtol=1e-4)
+assert _hooks(_model) == 0, f"guided_backprop left {_hooks(_model)} hook(s) on EfficientNet-Lite0"
+
+
+class _Boom(ref.TinyCNN):
+    """A model whose forward pass fails half-way."""
+
+    def forward(self, x):
+        self.act2(self.conv2(self.act1(self.conv1(x))))
+        raise RuntimeError("forward pass failed half-way")
+
+
+_boom = _Boom(seed=0, activation="relu6")
+try:
+    _student(_boom, torch.rand(1, 3, 8, 8), 0)
+except RuntimeError:
+    pass
+assert _hooks(_boom) == 0, (
+    f"when the model raised an error, guided_backprop left {_hooks(_boom)} hook(s) behind: remove them in a "
+    f"finally: block")
+### END HIDDEN TESTS
+print("Exercise 3, part 2: all visible tests passed.")
+
+# %% [markdown]
+# ### Gradient vs. guided backprop
+#
+# Signed gradient images are shown with grey = 0 (`ref.attribution_image`: $\frac12 + a/(2q)$,
+# $q$ = 99.5th percentile of $|a|$, clipped). The plain gradient looks like coloured noise with a
+# faint outline of the object; guided backprop gives a sharp, almost photographic picture of the
+# object's edges and textures.
+
+# %%
+grad = ref.input_gradient(model, x, targets)
+guided = ref.guided_backprop(model, x, targets)
+fig, axes = plt.subplots(2, 4, figsize=(13, 6.8), layout="constrained")
+for i, name in enumerate(names):
+    panels = [(x[i].permute(1, 2, 0), f"{name}: {labels[int(targets[i])]}"),
+              (ref.attribution_image(grad[i:i + 1])[0].permute(1, 2, 0), "gradient"),
+              (ref.attribution_image(guided[i:i + 1])[0].permute(1, 2, 0), "guided backprop"),
+              (ref.to_map(guided[i:i + 1])[0], "guided backprop: max |.| over RGB")]
+    for ax, (img, title) in zip(axes[i], panels):
+        kw = dict(cmap="gray", vmax=float(img.quantile(0.995))) if img.ndim == 2 else {}
+        ax.imshow(img.cpu(), **kw)
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ### Intermediate neurons: what does one unit respond to?
+#
+# The same tools work for any unit inside the network, not only for class scores.
+# `ref.neuron_gradient(model, x, (c, i, j), layer=..., guided=...)` differentiates one activation
+# $A_{c,i,j}$ of a layer with respect to the image. A unit sees only its **receptive field** — its
+# gradient is exactly zero outside it — and in practice most of the gradient sits in a much smaller
+# central part, the *effective* receptive field. For five layers we take the unit over the cat's
+# left eye in the channel that responds most strongly there, and show the square around it that
+# holds 90 % of the gradient's magnitude: the image, the plain gradient and the guided one. Early
+# units see a few pixels of edge and colour; the deeper the layer, the larger the region and the
+# more the guided picture shows a whole part — the eye, then the face.
+
+# %%
+unit_layers = ["stages.1", "stages.2", "stages.3", "stages.4", "stages.5"]
+EYE = (0.45, 0.34)                                              # the cat's left eye, as fractions of (H, W)
+acts = features(model, cat, unit_layers, detach=True)
+yy, xx = torch.meshgrid(torch.arange(SIZE, device=device), torch.arange(SIZE, device=device), indexing="ij")
+fig, axes = plt.subplots(3, len(unit_layers), figsize=(14, 8.6), layout="constrained")
+for col, layer in enumerate(unit_layers):
+    a = acts[layer][0]                                          # (C, h, w)
+    i, j = int(EYE[0] * a.shape[1]), int(EYE[1] * a.shape[2])
+    c = int(a[:, i, j].argmax())                                # the channel that fires most over the eye
+    plain = ref.neuron_gradient(model, cat, (c, i, j), layer=layer)
+    guided_u = ref.neuron_gradient(model, cat, (c, i, j), layer=layer, guided=True)
+    mass = plain[0].abs().sum(0)                                # (H, W)
+    rows, cols = torch.nonzero(mass > 0, as_tuple=True)
+    rf = (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+    cy, cx = int((mass * yy).sum() / mass.sum()), int((mass * xx).sum() / mass.sum())
+    for r in range(1, SIZE):                                    # grow a square until it holds 90 %
+        r0, r1, c0, c1 = max(0, cy - r), min(SIZE, cy + r + 1), max(0, cx - r), min(SIZE, cx + r + 1)
+        if float(mass[r0:r1, c0:c1].sum()) >= 0.9 * float(mass.sum()):
+            break
+    crops = [cat[0, :, r0:r1, c0:c1], ref.attribution_image(plain[:, :, r0:r1, c0:c1])[0],
+             ref.attribution_image(guided_u[:, :, r0:r1, c0:c1])[0]]
+    for row, (img, title) in enumerate(zip(crops, ("image", "gradient", "guided backprop"))):
+        axes[row, col].imshow(img.permute(1, 2, 0).cpu())
+        axes[row, col].set_title(title, fontsize=9)
+        axes[row, col].set_axis_off()
+    axes[0, col].set_title(f"{layer}, unit ({c}, {i}, {j})\nfield {rf[0]}x{rf[1]} px, 90 % in {r1 - r0}x{c1 - c0}",
+                           fontsize=9)
+plt.show()
+
+
+# %% [markdown]
+# ## Part 4 · Grad-CAM: where is the class evidence in the last feature map?
+#
+# Pixel-level methods answer "which pixels", but they are poor at "which *object*": ask the
+# gradient about "cat" and about "espresso" in a picture holding both, and you get similar edge
+# maps. Selvaraju et al. ("Grad-CAM", ICCV 2017) look at a late convolutional layer instead, whose
+# channels $A^k$ ($h \times w$ maps) detect object parts and still know *where* they are. Each
+# channel gets a weight — the spatial **average** of the gradient of the class logit with respect
+# to it — and the map is the weighted sum of the channels, keeping only the positive part:
+#
+# $$
+# \alpha_k = \frac{1}{hw} \sum_{i,j} \frac{\partial S_t}{\partial A^k_{ij}}, \qquad
+# L = \mathrm{ReLU}\Big(\sum_k \alpha_k A^k\Big) \in \mathbb{R}^{h \times w}.
+# $$
+#
+# $\alpha_k$ says how much channel $k$ matters for class $t$; $A^k$ says where channel $k$ fires;
+# the ReLU keeps the regions that speak *for* the class (negative values mostly belong to other
+# classes). The $h \times w$ map (7 × 7 for the `head` of EfficientNet-Lite0 at 224 px) is finally
+# resized to the image with bilinear interpolation. Grad-CAM is class-discriminative but coarse;
+# multiplying it with guided backprop ("Guided Grad-CAM") gives maps that are both.
+#
+# ### Exercise 4 · `grad_cam` (4 points)
+#
+# Implement `grad_cam(model, x, target, *, layer="head")`:
+#
+# 1. `module = model.get_submodule(layer)` (`layer` is a name such as `"head"` or `"stages.4"`);
+#    register a **forward hook** on it that stores the module's output $A$ $(N, K, h, w)$; run the
+#    model on a copy of `x` that requires gradients; remove the hook (in a `finally:` block).
+#    Why must the copy require gradients? The model's parameters are frozen, so without it nothing
+#    in the forward pass requires gradients, $A$ included.
+# 2. $G = \partial \big(\sum_n S_{t_n}\big) / \partial A$ with `torch.autograd.grad` (with respect to
+#    $A$, not the image).
+# 3. $\alpha$ = mean of $G$ over the two spatial dimensions, $L = \mathrm{ReLU}(\sum_k \alpha_k A^k)$.
+# 4. Resize $L$ to the image size with
+#    `F.interpolate(L[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)` — *after*
+#    the ReLU — and return it as $(N, H, W)$ without autograd graph. No other normalisation.
+#
+# Not allowed: `ref.grad_cam` or Captum's `LayerGradCam` / `GuidedGradCam`.
+
+# %% nbgrader="answer" id="grad_cam_answer"
+def grad_cam(model, x, target, *, layer="head"):
+    """Grad-CAM (Selvaraju et al., 2017) at the named layer, resized to the image.
+
+    alpha_k = mean over (i, j) of d logit[n, target[n]] / d A[n, k, i, j]
+    L = ReLU(sum_k alpha_k A[n, k]),  then bilinear resize (align_corners=False) to x's H x W.
+    model: classifier returning logits; x: (N, 3, H, W); target: int or (N,) tensor; layer: a name.
+    Returns (N, H, W). No hook is left on the model afterwards.
+    """
+    ### BEGIN SOLUTION
+    module = model.get_submodule(layer)
+    stored = {}
+
+    def hook(mod, inputs, output):
+        stored["A"] = output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        x_ = x.detach().clone().requires_grad_(True)
+        logits = model(x_)
+    finally:
+        handle.remove()
+    A = stored["A"]
+    t = torch.as_tensor(target, device=logits.device).long().reshape(-1).expand(x.shape[0])
+    (G,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), A)
+    alpha = G.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((alpha * A).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return cam[:, 0].detach()
+    ### END SOLUTION
+
+
+# %% nbgrader="tests" id="grad_cam_test" points=2
+# Tests for Exercise 4, part 1: the last layer.
+import importlib.util
+import torch
+import torch.nn.functional as F
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "grad_cam"), (ref, "neuron_gradient")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.LayerGradCam", "captum.attr.GuidedGradCam"]
+
+
+def _student(model, x, target, layer):
+    with forbid(*_FORBIDDEN, name="grad_cam"):
+        return call_student(grad_cam, model, x, target, layer=layer)
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def _slips(model, x, target, layer):
+    """Maps that the usual mistakes produce, to name them in a failure message."""
+    store = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
+    try:
+        out = model(x.detach().clone().requires_grad_(True))
+    finally:
+        handle.remove()
+    A = store["A"]
+    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
+    (G,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, retain_graph=True)
+    (Gp,) = torch.autograd.grad(out.softmax(1).gather(1, t[:, None]).sum(), A)
+    A, G, Gp = A.detach(), G.detach(), Gp.detach()
+
+    def up(m, mode="bilinear"):
+        kw = dict(align_corners=False) if mode == "bilinear" else {}
+        return F.interpolate(m, size=x.shape[-2:], mode=mode, **kw)[:, 0]
+
+    raw = (G.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True)
+    slips = {
+        "no ReLU: keep only the positive part of sum_k alpha_k A^k": up(raw),
+        "the ReLU comes after the resize; apply it to the small map, then resize": F.relu(up(raw)),
+        "the weights are not averaged over the positions: alpha_k = mean of dS/dA^k over (i, j), "
+        "one number per channel": up(F.relu((G * A).sum(1, keepdim=True))),
+        "absolute values of the weights alpha_k": up(F.relu((G.mean(dim=(2, 3), keepdim=True).abs() * A).sum(1, keepdim=True))),
+        "nearest-neighbour resizing; use mode='bilinear', align_corners=False": up(F.relu(raw), "nearest"),
+        "the gradient of the softmax probability instead of the logit":
+            up(F.relu((Gp.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True))),
+    }
+    if layer != "head" and "head" in dict(model.named_modules()):
+        slips[f"the map comes from the layer 'head', not from layer={layer!r}"] = ref.grad_cam(model, x, target, layer="head")
+    return slips
+
+
+def _check(model, x, target, layer, what):
+    expected = ref.grad_cam(model, x, target, layer=layer)
+    got = _student(model, x, target, layer)
+    name = f"grad_cam(..., layer={layer!r}) on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = 1e-5 * float(expected.abs().max())
+    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
+        for slip, v in _slips(model, x, target, layer).items():
+            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+    assert _hooks(model) == 0, f"grad_cam left {_hooks(model)} hook(s) on the model: remove the forward hook"
+
+
+_net = ref.TinyCNN(seed=9)                   # conv1 act1 conv2 act2 conv3 act3 pool flatten classifier
+_check(_net, torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(9)), 2, "act3",
+       "a small random CNN (act3 is 8x8)")
+_model = load_model()
+_cat = load_image("chelsea", size=96)
+_check(_model, _cat, 285, "head", "EfficientNet-Lite0, the cat at 96 px, class 285 (head is 3x3 here)")
+
+### BEGIN HIDDEN TESTS
+_check(_model, _cat, 504, "head", "EfficientNet-Lite0, the cat at 96 px, class 504 (coffee mug)")
+_check(_model, _cat, 967, "head", "EfficientNet-Lite0, the cat at 96 px, class 967 (espresso)")
+_net64 = ref.TinyCNN(seed=10).double()
+_check(_net64, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(10), dtype=torch.float64), 6,
+       "conv3", "a float64 CNN, before its last ReLU (conv3)")
+### END HIDDEN TESTS
+print("Exercise 4, part 1: all visible tests passed.")
+
+# %% nbgrader="tests" id="grad_cam_layers_test" points=2
+# Tests for Exercise 4, part 2: other layers, batches, the caller's state.
+import importlib.util
+import torch
+import torch.nn.functional as F
+import helpers
+from helpers import saliency as ref
+from helpers.images import load_image
+from helpers.models import load_model
+from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+
+_FORBIDDEN = [(ref, "grad_cam"), (ref, "neuron_gradient")]
+if importlib.util.find_spec("captum") is not None:
+    _FORBIDDEN += ["captum.attr.LayerGradCam", "captum.attr.GuidedGradCam"]
+
+
+def _student(model, x, target, layer):
+    with forbid(*_FORBIDDEN, name="grad_cam"):
+        return call_student(grad_cam, model, x, target, layer=layer)
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def _slips(model, x, target, layer):
+    """Maps that the usual mistakes produce, to name them in a failure message."""
+    store = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
+    try:
+        out = model(x.detach().clone().requires_grad_(True))
+    finally:
+        handle.remove()
+    A = store["A"]
+    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
+    (G,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, retain_graph=True)
+    (Gp,) = torch.autograd.grad(out.softmax(1).gather(1, t[:, None]).sum(), A)
+    A, G, Gp = A.detach(), G.detach(), Gp.detach()
+
+    def up(m, mode="bilinear"):
+        kw = dict(align_corners=False) if mode == "bilinear" else {}
+        return F.interpolate(m, size=x.shape[-2:], mode=mode, **kw)[:, 0]
+
+    raw = (G.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True)
+    slips = {
+        "no ReLU: keep only the positive part of sum_k alpha_k A^k": up(raw),
+        "the ReLU comes after the resize; apply it to the small map, then resize": F.relu(up(raw)),
+        "the weights are not averaged over the positions: alpha_k = mean of dS/dA^k over (i, j), "
+        "one number per channel": up(F.relu((G * A).sum(1, keepdim=True))),
+        "absolute values of the weights alpha_k": up(F.relu((G.mean(dim=(2, 3), keepdim=True).abs() * A).sum(1, keepdim=True))),
+        "nearest-neighbour resizing; use mode='bilinear', align_corners=False": up(F.relu(raw), "nearest"),
+        "the gradient of the softmax probability instead of the logit":
+            up(F.relu((Gp.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True))),
+    }
+    if layer != "head" and "head" in dict(model.named_modules()):
+        slips[f"the map comes from the layer 'head', not from layer={layer!r}"] = ref.grad_cam(model, x, target, layer="head")
+    return slips
+
+
+def _check(model, x, target, layer, what):
+    expected = ref.grad_cam(model, x, target, layer=layer)
+    got = _student(model, x, target, layer)
+    name = f"grad_cam(..., layer={layer!r}) on {what}"
+    assert_shape(got, tuple(expected.shape), name=name)
+    tol = 1e-5 * float(expected.abs().max())
+    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
+        for slip, v in _slips(model, x, target, layer).items():
+            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
+                raise AssertionError(f"{name} looks like a known slip: {slip}.")
+    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
+    assert _hooks(model) == 0, f"grad_cam left {_hooks(model)} hook(s) on the model: remove the forward hook"
+
+
+_net = ref.TinyCNN(seed=11)
+_x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(11))
+_check(_net, _x, torch.tensor([1, 4]), "act2", "2 images, targets [1, 4], layer act2")
+_model = load_model()
+_cat = load_image("chelsea", size=96)
+_check(_model, _cat, 285, "stages.4", "EfficientNet-Lite0, the cat at 96 px (stages.4 is 6x6 here)")
+
+### BEGIN HIDDEN TESTS
+_imgs = torch.cat([_cat, load_image("coffee", size=96)])
+with assert_inputs_unchanged(x=_imgs, model=_model):
+    _check(_model, _imgs, torch.tensor([285, 967]), "stages.6", "EfficientNet-Lite0, cat and coffee at 96 px")
+_check(_model, _imgs, torch.tensor([282, 504]), "stages.3.1.depthwise", "EfficientNet-Lite0, cat and coffee at 96 px")
+_x.requires_grad_(True)
+with assert_inputs_unchanged(x=_x, model=_net):
+    _student(_net, _x, 3, "conv2")
+assert _x.grad is None and all(p.grad is None for p in _net.parameters()), (
+    "grad_cam filled a .grad (of x or of a parameter): use torch.autograd.grad")
+### END HIDDEN TESTS
+print("Exercise 4, part 2: all visible tests passed.")
+
+# %% [markdown]
+# ### Grad-CAM on the two pictures, and on both at once
+#
+# Top row: Grad-CAM at the `head` for the predicted classes. Bottom rows: the cat and the coffee
+# side by side in one image, explained once for "Egyptian cat" and once for "espresso" — by the
+# gradient, by guided backprop, by Grad-CAM, and by their product (Guided Grad-CAM).
+
+# %%
+cams = ref.grad_cam(model, x, targets, layer="head")
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained")
+for i, name in enumerate(names):
+    show_heatmap(x[i:i + 1].cpu(), cams[i].cpu(), ax=axes[i], alpha=0.5,
+                 title=f"Grad-CAM: {labels[int(targets[i])]}")
+plt.show()
+
+pair = torch.cat([x[0:1], x[1:2]], dim=3)                       # (1, 3, SIZE, 2 * SIZE)
+with torch.no_grad():
+    p_pair = model(pair).softmax(1)[0]
+fig, axes = plt.subplots(2, 4, figsize=(15, 4.4), layout="constrained")
+for row, cls in enumerate((CAT, ESPRESSO)):
+    s = ref.saliency_map(model, pair, cls)[0]
+    gb = ref.guided_backprop(model, pair, cls)
+    cam = ref.grad_cam(model, pair, cls, layer="head")
+    ggc = ref.to_map(gb * cam[:, None])[0]                      # Guided Grad-CAM
+    axes[row, 0].imshow(s.cpu(), cmap="gray", vmax=float(s.quantile(0.99)))
+    axes[row, 1].imshow(ref.attribution_image(gb)[0].permute(1, 2, 0).cpu())
+    show_heatmap(pair.cpu(), cam[0].cpu(), ax=axes[row, 2], alpha=0.5)
+    axes[row, 3].imshow(ggc.cpu(), cmap="gray", vmax=float(ggc.quantile(0.995)))
+    for ax, title in zip(axes[row], ("saliency", "guided backprop", "Grad-CAM", "Guided Grad-CAM")):
+        ax.set_title(f"{title}: '{labels[cls]}' (p = {float(p_pair[cls]):.2f})", fontsize=9)
+        ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# Grad-CAM moves from one object to the other when the class changes; saliency and guided backprop
+# barely do. Guided backprop in particular draws both objects whatever class we ask about — a
+# first hint of what the sanity check in Part 6 will show.
+#
+# **Which layer?** Grad-CAM needs a layer with spatial resolution *and* class-specific channels.
+# Earlier layers give finer maps that are less specific to the class; `stages.5` is a *linear*
+# bottleneck (no ReLU6 after it, signed activations) and often gives an empty map after the final
+# ReLU. A comparison on the cat:
+
+# %%
+cam_layers = ["stages.3", "stages.4", "stages.5", "stages.6", "head"]
+fig, axes = plt.subplots(1, len(cam_layers), figsize=(15, 3.3), layout="constrained")
+for ax, layer in zip(axes, cam_layers):
+    small = ref.grad_cam(model, cat, CAT, layer=layer, upsample=False)
+    big = ref.grad_cam(model, cat, CAT, layer=layer)
+    show_heatmap(cat.cpu(), big[0].cpu(), ax=ax, alpha=0.5)
+    note = " (all zero)" if float(small.max()) == 0 else ""
+    ax.set_title(f"{layer}: {small.shape[-2]}x{small.shape[-1]}{note}", fontsize=10)
+plt.show()
+
+# %% [markdown]
+# **Question 1** (2 points). Compare the four methods of Parts 1–4 on the figures above.
+# (a) Which of them are *class-discriminative* (the map changes with the class asked about), and
+# why does Grad-CAM have this property while guided backprop does not? (b) Fill in, for one
+# 224 × 224 image: how many forward and backward passes does each method need (occlusion with
+# 32-pixel patches and stride 16), and at what resolution is its map really computed? (c) You
+# suspect a classifier relies on a copyright watermark in the bottom-right corner of its training
+# photos. Which method would you use to check, and why?
+
+# %% [markdown] nbgrader="manual" id="question_1" points=2
+# ### BEGIN SOLUTION
+# Model answer (2 points: (a) 1, (b)+(c) 1; accept other sound arguments):
+#
+# (a) Grad-CAM (and Guided Grad-CAM, which inherits it) and occlusion are class-discriminative:
+# in the cat+coffee image Grad-CAM for "Egyptian cat" covers the cat and for "espresso" the cup.
+# Occlusion measures the change of *that class's* probability, so it is class-specific by
+# construction. Vanilla saliency changes somewhat; guided backprop hardly at all. Grad-CAM weights
+# whole channels of a late layer by their average importance for the class and then uses *where*
+# those channels fire: channels that detect the other object get small or negative weights and
+# are removed by the ReLU. Guided backprop zeroes every negative signal at every ReLU on the way
+# back, so the class-specific (signed) information of the last layers is mostly discarded; what
+# remains is dominated by the forward masks, i.e. by image edges the network is active on —
+# almost the same picture for any class.
+#
+# (b) Saliency: 1 forward + 1 backward, pixel resolution (224 × 224). Guided backprop: the same.
+# Occlusion: 13 × 13 = 169 patch positions + 1 clean image = 170 forward passes, no backward;
+# resolution set by the patch and stride (a 16-pixel grid, blurred by the 32-pixel patches).
+# Grad-CAM: 1 forward + 1 (partial) backward; resolution of the layer, 7 × 7 at the head, upsampled.
+#
+# (c) Occlusion (or Grad-CAM as a quick look): hide the corner and watch the probability. A large
+# drop when only the watermark is covered is direct, causal evidence that the decision depends on
+# it; gradients only say the score is locally *sensitive* to those pixels, which can be true of
+# irrelevant pixels too. (One could also paste the watermark into other images and see whether it
+# raises the class — the same perturbation logic.)
+# ### END SOLUTION
+
+# %% [markdown]
+# ## Part 5 · From saliency to segmentation
+#
+# Simonyan et al. noticed that saliency maps, trained only with image-level labels, locate the
+# object well enough to *segment* it — "weakly supervised" segmentation. The map is too speckled
+# to threshold directly, so they used it only to *seed* GrabCut (Rother et al., 2004), a classic
+# colour-based segmentation: pixels with saliency above the 95th percentile of the image's map are
+# taken as sure foreground, those below the 30th percentile as sure background; GrabCut fits a
+# colour model (a Gaussian mixture) to each and cuts the image where the colours change, preferring
+# short boundaries. `ref.grabcut_mask` runs OpenCV's `cv2.grabCut` this way.
+#
+# Seeds from the vanilla saliency map are scattered over the fur and the background; seeds from
+# **SmoothGrad** (Smilkov et al., 2017: the saliency averaged over copies of the image with a little
+# Gaussian noise added, `ref.smoothgrad`) are much more coherent. Two pictures, both seeds:
+
+# %%
+seg_names = ["coffee", "motorcycle"]
+seg_x = torch.cat([load_image(n, size=SIZE) for n in seg_names]).to(device)
+with torch.no_grad():
+    seg_t = model(seg_x).argmax(1)
+samples = helpers.fast(full=16, fast=8)
+maps = {"saliency": ref.saliency_map(model, seg_x, seg_t),
+        f"SmoothGrad ({samples} samples)": ref.smoothgrad(model, seg_x, seg_t, samples=samples, progress=True)}
+
+fig, axes = plt.subplots(2, 5, figsize=(15, 6.4), layout="constrained")
+seed_colours = torch.tensor([[0.1, 0.1, 0.5], [1.0, 0.85, 0.0], [0.55, 0.55, 0.55]])   # sure bg, sure fg, unknown
+for i, name in enumerate(seg_names):
+    axes[i, 0].imshow(seg_x[i].permute(1, 2, 0).cpu())
+    axes[i, 0].set_title(f"{name}: {labels[int(seg_t[i])]}", fontsize=10)
+    for k, (kind, m) in enumerate(maps.items()):
+        smooth = gaussian_blur(m[i:i + 1, None].cpu(), 3.0)[:, 0]
+        seeds = ref.grabcut_seeds(smooth)[0]
+        mask = ref.grabcut_mask(seg_x[i:i + 1].cpu(), m[i:i + 1].cpu(), blur_sigma=3.0)[0]
+        axes[i, 1 + 2 * k].imshow(seed_colours[seeds])
+        axes[i, 1 + 2 * k].set_title(f"{kind}: seeds\n(yellow: top 5 %, blue: bottom 30 %)", fontsize=9)
+        axes[i, 2 + 2 * k].imshow((seg_x[i].cpu() * mask + 0.15 * ~mask).permute(1, 2, 0).clamp(0, 1))
+        axes[i, 2 + 2 * k].set_title(f"{kind}: GrabCut mask", fontsize=9)
+for ax in axes.flat:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# No pixel-level labels were used: the network was trained to say *what* is in the picture, and the
+# saliency map plus a colour model recover *where*. The result is only as good as the seeds, and
+# GrabCut fails where object and background share colours.
+#
+# ## Part 6 · Going further
+#
+# ### 6.1 SmoothGrad and integrated gradients
+#
+# Two widely used refinements of the gradient:
+#
+# * **SmoothGrad** (Smilkov et al., 2017) averages $|\nabla_x S_t|$ over $n$ noisy copies
+#   $x + \varepsilon$, $\varepsilon \sim \mathcal N(0, \sigma^2)$, $\sigma$ = 15 % of the image's
+#   value range. The gradient of a ReLU network jumps from pixel to pixel; the average is smoother.
+# * **Integrated gradients** (Sundararajan, Taly & Yan, ICML 2017) average the gradient along the
+#   straight path from a *baseline* $x'$ (here black, or a blurred copy of the image) to $x$, and
+#   multiply by the difference:
+#   $\mathrm{IG}_i = (x_i - x'_i)\int_0^1 \partial_i S_t(x' + \alpha(x - x'))\,d\alpha$.
+#   The attributions add up to the change of the score, $\sum_i \mathrm{IG}_i = S_t(x) - S_t(x')$
+#   ("completeness") — the gradient alone has no such bookkeeping. The integral is a quadrature
+#   over `steps` points (Gauss–Legendre by default), and its error can be large: the first plot
+#   below shows the score along the two paths. Most of the change happens in the first few percent
+#   of the path, in a jump that a quadrature with few points can easily misjudge.
+
+# %%
+black = torch.zeros_like(cat)
+blurred = gaussian_blur(cat.cpu(), 8.0).to(device)
+alphas = torch.linspace(0, 1, 41, device=device)
+fig, ax = plt.subplots(figsize=(7, 2.8), layout="constrained")
+with torch.no_grad():
+    for name, base in (("black baseline", black), ("blurred baseline", blurred)):
+        path = base + alphas.view(-1, 1, 1, 1) * (cat - base)   # 41 images from x' to x
+        ax.plot(alphas.cpu(), model(path)[:, CAT].cpu(), ".-", label=name)
+ax.set_xlabel("alpha (0: baseline, 1: the image)")
+ax.set_ylabel("logit of 'Egyptian cat'")
+ax.legend()
+plt.show()
+
+steps = helpers.fast(full=32, fast=32)
+ig_black = ref.integrated_gradients(model, cat, CAT, baseline=black, steps=steps, batch_size=32)
+ig_blur = ref.integrated_gradients(model, cat, CAT, baseline=blurred, steps=steps, batch_size=32)
+with torch.no_grad():
+    s = {name: float(model(img)[0, CAT]) for name, img in (("x", cat), ("black", black), ("blurred", blurred))}
+for name, ig in (("black", ig_black), ("blurred", ig_blur)):
+    print(f"baseline {name:7s}: sum of IG = {float(ig.sum()):7.3f}   S(x) - S(baseline) = {s['x'] - s[name]:7.3f}"
+          f"   ({steps} steps)")
+
+fig, axes = plt.subplots(1, 5, figsize=(16, 3.5), layout="constrained")
+axes[0].imshow(cat[0].permute(1, 2, 0).cpu())
+axes[0].set_title("Egyptian cat")
+for ax, (title, m) in zip(axes[1:3], [("saliency", ref.saliency_map(model, cat, CAT)[0]),
+                                      ("SmoothGrad", ref.smoothgrad(model, cat, CAT, samples=helpers.fast(full=16, fast=8))[0])]):
+    ax.imshow(m.cpu(), cmap="gray", vmin=0, vmax=float(m.quantile(0.99)))
+    ax.set_title(title)
+for ax, (title, ig) in zip(axes[3:], [("IG, black baseline", ig_black), ("IG, blurred baseline", ig_blur)]):
+    m = ig[0].sum(0)                                            # signed, summed over RGB: still adds up
+    lim = float(m.abs().quantile(0.99))
+    ax.imshow(m.cpu(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(f"{title}\n(red: for the class, blue: against)", fontsize=10)
+for ax in axes:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# The sums approximate the score differences; with a path this rough, even a few dozen steps leave
+# a visible quadrature error — check completeness before trusting the numbers, and add steps if it
+# is off. Integrated gradients depend on the baseline: a black baseline cannot attribute anything to
+# black pixels ($x_i - x'_i = 0$); a blurred baseline asks "what do the *details* (edges, texture)
+# contribute?" — and its map follows the eyes, the nose and the stripes.
+#
+# ### 6.2 Sanity checks: do the maps explain the model?
+#
+# Adebayo et al. ("Sanity Checks for Saliency Maps", NeurIPS 2018) proposed a simple test. A map
+# that explains the *model* must change when the model changes. So randomise the network's weights
+# layer by layer, from the top down ("cascading randomisation": first the classifier, then the head,
+# then stage 6, and so on), recompute the maps, and measure their similarity to the original maps
+# with the **Spearman rank correlation** (`scipy.stats.spearmanr`: the correlation of the pixels'
+# *ranks*, which ignores the maps' scales). A method whose maps stay the same while the network is
+# being destroyed is showing the image, not the model.
+# `ref.randomize_layers` redraws every parameter of a layer from a Gaussian with that tensor's mean
+# and standard deviation (learned structure gone, scale kept).
+
+# %%
+sc_x = cat
+sc_steps = helpers.fast(full=8, fast=4)
+methods = {
+    "gradient": lambda m: ref.saliency_map(m, sc_x, CAT),
+    "guided backprop": lambda m: ref.to_map(ref.guided_backprop(m, sc_x, CAT)),
+    "integrated gradients": lambda m: ref.to_map(ref.integrated_gradients(m, sc_x, CAT, steps=sc_steps)),
+    "Grad-CAM (head)": lambda m: ref.grad_cam(m, sc_x, CAT, layer="head"),
+}
+cascade = ["classifier", "head", "stages.6", "stages.5", "stages.4", "stages.3", "stages.2", "stages.1",
+           "stages.0", "stem"]
+original = {name: f(model) for name, f in methods.items()}
+shown = {"original": original}
+rho = {name: [] for name in methods}
+for layer, randomized in helpers.progress(ref.cascading_randomization(model, cascade, seed=0),
+                                          total=len(cascade), desc="randomising"):
+    maps = {name: f(randomized) for name, f in methods.items()}
+    for name in methods:
+        rho[name].append(float(ref.rank_correlation(original[name], maps[name])[0]))
+    if layer in ("classifier", "stages.6", "stages.3", "stem"):
+        shown[f"random up to\n{layer}"] = maps
+
+fig, axes = plt.subplots(len(methods), len(shown), figsize=(2.3 * len(shown), 2.3 * len(methods)),
+                         layout="constrained")
+for col, (step, maps) in enumerate(shown.items()):
+    for row, name in enumerate(methods):
+        m = maps[name][0]
+        axes[row, col].imshow(m.cpu(), cmap="gray", vmin=0, vmax=max(float(m.quantile(0.99)), 1e-12))
+        axes[row, col].set_xticks([])
+        axes[row, col].set_yticks([])
+        if row == 0:
+            axes[row, col].set_title(step, fontsize=9)
+        if col == 0:
+            axes[row, col].set_ylabel(name, fontsize=9)
+plt.show()
+
+fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
+for name, values in rho.items():
+    ax.plot(range(1, len(cascade) + 1), values, "o-", label=name)
+ax.set_xticks(range(1, len(cascade) + 1), cascade, rotation=45, fontsize=8)
+ax.set_xlabel("randomised from the classifier down to ...")
+ax.set_ylabel("Spearman rank correlation\nwith the original map")
+ax.axhline(0, color="gray", lw=0.8)
+ax.set_ylim(-0.3, 1.05)
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **Question 2** (2 points). Read the sanity-check figures. (a) Which methods pass the model
+# randomisation test and which fail it? Support your answer with the rank correlations after the
+# classifier and after the head are randomised. (b) Why does guided backprop behave as it does?
+# Think about what its backward rule keeps and what it throws away (Nie, Zhang & Patel, ICML 2018,
+# showed it largely reconstructs the image). (c) What does this mean for using such a map to
+# argue that a model is right "for the right reasons"?
+
+# %% [markdown] nbgrader="manual" id="question_2" points=2
+# ### BEGIN SOLUTION
+# Model answer (2 points; accept the run's own numbers):
+#
+# (a) The gradient, integrated gradients and Grad-CAM pass: their rank correlation with the
+# original map drops far below 1 as soon as the classifier or the head is randomised (gradient and
+# integrated gradients to about 0.3, roughly what the image structure alone gives; Grad-CAM to
+# 0.6 or less, since its channel weights come from the classifier) and stays low. Guided backprop
+# fails: its rank correlation stays near 1 (about 0.99) after the classifier, the head and stage 6
+# are random, still about 0.85 after stage 4, and its maps still show the cat; it only changes once
+# the early layers are destroyed.
+#
+# (b) Guided backprop zeroes every negative signal at every rectifier on the way back. The
+# class-specific information from the top layers enters the backward pass as signed weights; after
+# a few layers of "keep only the positive part, only where the unit was active in the forward pass",
+# what reaches the image is mostly determined by the *forward* activation masks of the early
+# layers — i.e. by the image's edges and textures as seen by the first filters — not by the top
+# weights. It behaves like an edge detector / partial image reconstruction, which is why it looks so
+# "photographic".
+#
+# (c) A sharp, object-shaped map is not evidence that the model uses the object: the map may show
+# the input more than the model. Before trusting a method to explain a model, check that it is
+# sensitive to the model (and to the labels, Adebayo's second test); prefer methods that pass, or
+# perturbation-based evidence (occlusion) for causal claims.
+# ### END SOLUTION
+
+# %% [markdown]
+# ### 6.3 The black-box question
+#
+# Suppose the model sits behind a web API: you send images, you get back class probabilities, and
+# nothing else — no logits, no layers, no gradients. `ref.ProbabilitiesOnly(model)` simulates such
+# an API and counts the images it is sent. Which methods still work?
+
+# %%
+api = ref.ProbabilitiesOnly(model)
+bb_x = cat
+bb_occ = ref.occlusion_map(api, bb_x, targets[:1], size=OCC_SIZE, stride=OCC_STRIDE, output="probs")
+white_box = occ[:1]                                            # Part 2: same image, class and patches
+print(f"occlusion through the API: {api.queries} images sent; same map as with the model itself: "
+      f"{torch.allclose(bb_occ, white_box, atol=1e-5)}")
+for method in (ref.saliency_map, ref.integrated_gradients):
+    try:
+        method(api, bb_x, CAT)
+    except RuntimeError as err:
+        print(f"{method.__name__}: RuntimeError: {str(err)[:110]}...")
+try:
+    ref.grad_cam(api, bb_x, CAT)
+except TypeError as err:
+    print(f"grad_cam: TypeError: {err}")
+side = bb_x.shape[-1]
+print(f"a finite-difference estimate of the gradient would need 2 x 3 x {side} x {side} = "
+      f"{2 * 3 * side * side:,} queries for one image")
+
+# %% [markdown]
+# **Question 3** (2 points). (a) Which of the methods of this notebook can be used against a
+# black box that returns only probabilities, which cannot, and why? (b) Compare the cost, in API
+# queries for one 224 × 224 image, of occlusion (32-pixel patches, stride 16) with that of
+# estimating the gradient by finite differences. (c) Name one way to get gradient-like maps from a
+# black box anyway, and its catch.
+
+# %% [markdown] nbgrader="manual" id="question_3" points=2
+# ### BEGIN SOLUTION
+# Model answer (2 points; any correct, argued answer):
+#
+# (a) Occlusion (and any perturbation method: feature ablation, LIME, KernelSHAP, RISE) works: it
+# only needs the output for modified inputs. Gradient saliency, SmoothGrad, integrated gradients
+# and guided backprop need the derivative of the output with respect to the input, which the API
+# does not give; Grad-CAM and neuron gradients additionally need internal activations and weights.
+#
+# (b) Occlusion: 13 × 13 = 169 patch positions + 1 clean image = 170 queries. Finite differences:
+# two queries per pixel value, 2 × 3 × 224 × 224 ≈ 301,000 queries (or 150,529 with one-sided
+# differences), about 1,800 times more — and the probabilities may be rounded by the API, which
+# ruins small differences.
+#
+# (c) Estimate the gradient with random directions (zeroth-order / NES-style estimates: average of
+# $\frac{f(x + \sigma u) - f(x - \sigma u)}{2\sigma} u$ over random $u$) — cheaper than one query pair
+# per pixel but noisy, and it still costs thousands of queries; or train a substitute model on the
+# API's answers and take its gradients — the maps then explain the substitute, not the black box.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## Summary
+#
+# * **Saliency** $\max_c |\partial S_t / \partial x|$: one backward pass, pixel-sharp, noisy; use the
+#   logit, the absolute value, the max over colours.
+# * **Occlusion**: the class probability's relative drop when a patch is hidden; causal and
+#   model-agnostic (works on a black box), costs one forward pass per patch position.
+# * **Guided backprop**: positive signals only through every ReLU/ReLU6 (for ReLU6: only where
+#   $0 < z < 6$); beautiful, but fails the model-randomisation sanity check — it largely shows the
+#   image.
+# * **Grad-CAM**: channel weights = averaged gradients of a late layer, ReLU, upsample: coarse but
+#   class-discriminative; Guided Grad-CAM combines both.
+# * Saliency + GrabCut segments objects without pixel labels; SmoothGrad seeds work better.
+# * Hooks change what a network computes; they must always be removed (`try/finally`).
+#
+# Next: instead of asking which pixels of a *given* image matter, we will *create* the image a unit
+# or a class likes best — **04 · Gradient ascent**.
