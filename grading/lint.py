@@ -6,6 +6,13 @@ Every rule has a short code, so that a maintainer can find it here and a test ca
 code                        rule
 ==========================  =====================================================================
 layout                      solutions/NN_topic/NN_topic.ipynb, one folder per assignment
+source-missing              the text source solutions/NN_topic/NN_topic.py exists
+source-invalid              the text source builds (cell headers: known nbgrader kind, id, points)
+source-stale                the solution notebook is what ``python -m grading release`` builds
+                            from the text source now (else: release; or, when the notebook was
+                            edited by hand, ``python -m grading import`` first)
+source-format               the text source is in the layout ``python -m grading import`` writes
+                            (so text -> notebook -> text gives the same text)
 unreadable                  the file is a valid notebook (nbformat schema)
 cell-ids                    every cell has an explicit, unique id (else nbformat invents random
                             ones and the release stops being reproducible)
@@ -45,7 +52,7 @@ from typing import Dict, Iterable, List, Optional
 
 import nbformat
 
-from . import course, setup_cell
+from . import course, setup_cell, source
 
 TITLE_RE = re.compile(r"\((\d+(?:\.\d+)?)\s+points?\)\s*$")
 HEADING_RE = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -301,7 +308,54 @@ def lint_layout(root: Path, assignment: str) -> List[Problem]:
     names = [p.name for p in course.solution_notebooks(root, assignment)]
     if f"{assignment}.ipynb" not in names:
         problems.append(Problem(rel, "layout", f"expected {rel}/{assignment}.ipynb; found "
-                                f"{', '.join(names) if names else 'no notebook'}"))
+                                f"{', '.join(names) if names else 'no notebook'} (`python -m "
+                                f"grading release {assignment}` builds it from {assignment}.py)"))
+    return problems
+
+
+def _first_difference(want: str, have: str) -> str:
+    a, b = want.splitlines(), have.splitlines()
+    for n, (x, y) in enumerate(zip(a, b), 1):
+        if x != y:
+            return f"line {n} is {y!r}, expected {x!r}"
+    n = min(len(a), len(b)) + 1
+    return (f"line {n}: {len(b) - len(a)} extra line(s) at the end" if len(b) > len(a)
+            else f"line {n}: expected {a[n - 1]!r}")
+
+
+def lint_source(root: Path, assignment: str) -> List[Problem]:
+    """The text source against the solution notebook: missing, invalid, stale, not canonical."""
+    root = Path(root)
+    src, dest = course.source_path(root, assignment), course.solution_path(root, assignment)
+    rel_src, rel_dest = src.relative_to(root).as_posix(), dest.relative_to(root).as_posix()
+    if not src.exists():
+        how = (f"create it from {rel_dest} with `python -m grading import {assignment}`"
+               if dest.exists() else "write it (see grading/source.py)")
+        return [Problem(rel_src, "source-missing", f"no text source: {how}")]
+    text = src.read_text(encoding="utf-8")
+    try:
+        nb = source.build_notebook(text, assignment, path=rel_src)
+    except source.SourceError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        return [Problem(rel_src, "source-invalid", where + exc.message)]
+    problems: List[Problem] = []
+    data = course.dumps(nb).encode("utf-8")
+    if dest.exists() and dest.read_bytes() != data:
+        edit = source.hand_edit(dest, text, assignment, root=root)
+        if edit:
+            msg = (f"differs from what {rel_src} builds: {edit}; carry the edit into {rel_src} with "
+                   f"`python -m grading import {assignment}`, then run `python -m grading release "
+                   f"{assignment}`")
+        else:
+            msg = (f"differs from what {rel_src} builds now: run `python -m grading release "
+                   f"{assignment}` and commit the result")
+        problems.append(Problem(rel_dest, "source-stale", msg))
+    canonical = source.notebook_to_text(nb, path=rel_src)
+    if canonical != text.replace("\r\n", "\n"):
+        problems.append(Problem(rel_src, "source-format", f"not in the layout `python -m grading "
+                                f"import` writes ({_first_difference(canonical, text)}); rewrite it "
+                                f"with `python -m grading release {assignment} && python -m "
+                                f"grading import {assignment}`"))
     return problems
 
 
@@ -346,6 +400,7 @@ def lint(root: Path, assignments: Optional[Iterable[str]] = None, *, release_fil
     out: Dict[str, List[Problem]] = {}
     for aid in course.assignment_ids(root, assignments):
         problems = lint_layout(root, aid)
+        problems.extend(lint_source(root, aid))
         for path in course.solution_notebooks(root, aid):
             problems.extend(lint_notebook(path, root))
         if release_files:

@@ -40,11 +40,12 @@ What the build adds
   it plus a running number (``conv2d_test-2``; ``intro-1`` before the first), so inserting a cell
   renames only the cells up to the next graded cell;
 * the notebook metadata every notebook of the course has (:data:`NOTEBOOK_METADATA`);
-* a stamp (``metadata.inside_the_cnn``): generated from which script, a SHA-256 of the script and
-  one of the notebook's content.  The content hash lets ``release`` tell a notebook it built
-  from a notebook somebody edited afterwards (in JupyterLab, say): it never overwrites such an
-  edit, but asks for ``python -m grading import NN`` first, which carries the edit into the script.
-  The script hash lets ``import`` tell, in turn, whether the script changed since the build.
+* a stamp (``metadata.inside_the_cnn``): generated from which script, and a SHA-256 of the
+  notebook's content as built (:func:`content_sha256`).  It lets ``release`` tell a notebook it
+  built from a notebook somebody edited afterwards (in JupyterLab, say): it never overwrites such
+  an edit, but asks for ``python -m grading import NN`` first, which carries the edit into the
+  script.  It lets ``import`` tell, in turn, whether the script has changed since the build (it
+  then builds different content) and would lose those changes.
 
 No notebook-level metadata is kept in the script: the build always writes the standard kernelspec.
 """
@@ -411,27 +412,36 @@ def notebook_to_text(nb, *, path: str = "<notebook>",
 
 # -- hashes and stamps ----------------------------------------------------------------------------
 
-def text_sha256(text: str) -> str:
-    """SHA-256 of a script's text (line endings normalised to \\n)."""
-    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+def _script_view(cell) -> Tuple[str, str, dict]:
+    """(type, source, metadata) of a cell as a script holds it: the setup cell's body is the
+    placeholder, a code cell has no trailing blank lines, Jupyter's view state is gone."""
+    meta = _strip_view_state(dict(cell.get("metadata", {})))
+    src = cell.source
+    if _is_setup(cell):
+        src = SETUP_PLACEHOLDER
+    elif cell.cell_type == "code":
+        src = src.rstrip("\n")
+    return cell.cell_type, src, meta
 
 
 def content_sha256(nb) -> str:
-    """SHA-256 of what a script can hold of a notebook: each cell's type, source and metadata
-    (without view state).  Ids, outputs and notebook metadata do not count."""
-    cells = [{"cell_type": c.cell_type, "source": c.source,
-              "metadata": _strip_view_state(dict(c.get("metadata", {})))} for c in nb.cells]
+    """SHA-256 of what a script holds of a notebook: each cell's type, source and metadata as
+    :func:`_script_view` sees them.  Ids, outputs, notebook metadata, the setup cell's body (it
+    comes from grading/setup_cell.py) and a code cell's trailing blank lines do not count."""
+    cells = [dict(zip(("cell_type", "source", "metadata"), _script_view(c))) for c in nb.cells]
     blob = json.dumps(cells, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def stamp(nb, source: str, assignment: str, text: str) -> nbformat.NotebookNode:
-    """Record in ``nb``'s metadata that it was built from the script ``source`` (a repo path)
-    whose text is ``text``, with the hashes :func:`hand_edit` and :func:`import_source` use."""
+def stamp(nb, source: str, assignment: str) -> nbformat.NotebookNode:
+    """Record in ``nb``'s metadata that it was built from the script ``source`` (a repo path),
+    with the content hash that :func:`hand_edit` and :func:`import_source` compare against.
+
+    The script's own text is not hashed: a script edit that changes no cell (blank lines, the
+    spelling of a header) changes no byte of the notebook."""
     nb.metadata[course.STAMP_KEY] = {
         "generated_from": source,
         "note": STAMP_NOTE.format(source=source, assignment=assignment),
-        "source_sha256": text_sha256(text),
         "content_sha256": content_sha256(nb),
     }
     return nb
@@ -455,7 +465,7 @@ def build_notebook(text: str, assignment: str, *, path: Optional[str] = None) ->
     """The stamped solution notebook built from the script ``text`` of ``assignment``."""
     path = path or f"{course.SOURCE_DIR}/{assignment}/{assignment}.py"
     nb = notebook_from_text(text, path=path)
-    return stamp(nb, path, assignment, text)
+    return stamp(nb, path, assignment)
 
 
 def build(root: Path, assignment: str) -> bytes:
@@ -468,8 +478,8 @@ def build(root: Path, assignment: str) -> bytes:
 
 
 def _signature(cell) -> Tuple:
-    return (cell.cell_type, cell.source,
-            json.dumps(_strip_view_state(dict(cell.get("metadata", {}))), sort_keys=True))
+    kind, src, meta = _script_view(cell)
+    return kind, src, json.dumps(meta, sort_keys=True)
 
 
 def describe_differences(old, new) -> str:
@@ -489,10 +499,11 @@ def describe_differences(old, new) -> str:
 
 def hand_edit(dest: Path, text: str, assignment: str, *, root: Optional[Path] = None) -> Optional[str]:
     """Why the existing solution notebook ``dest`` must not be overwritten by a build of the
-    script ``text`` (None: it holds nothing that would be lost).
+    script ``text`` (None: nothing would be lost).
 
-    It holds an edit when its content no longer matches the content hash of its stamp (or it
-    has no stamp), unless that edit is already in the script (importing it gives ``text``).
+    Its content (:func:`content_sha256`) is what release built last time (the hash in its
+    stamp) or what ``text`` builds now (the edit was imported already): go ahead.  Anything else
+    is an edit made in the notebook (or a notebook release never built) that would be lost.
     """
     dest = Path(dest)
     if not dest.exists():
@@ -501,21 +512,17 @@ def hand_edit(dest: Path, text: str, assignment: str, *, root: Optional[Path] = 
         nb = nbformat.reads(dest.read_text(encoding="utf-8"), as_version=4)
     except Exception as exc:  # noqa: BLE001 - an unreadable notebook may be someone's work
         return f"it is not a readable notebook ({type(exc).__name__}: {exc})"
-    if read_stamp(nb).get("content_sha256") == content_sha256(nb):
+    have = content_sha256(nb)
+    if have == read_stamp(nb).get("content_sha256"):
         return None
-    shown = _rel(root, dest) if root else str(dest)
-    try:
-        if notebook_to_text(nb, path=shown) == text.replace("\r\n", "\n"):
-            return None  # the edit was imported already
-    except SourceError:
-        pass
     try:
         built = notebook_from_text(text)
-        where = describe_differences(nb, built)
     except SourceError:
-        where = "unknown cells"
-    return (f"it was edited by hand after release built it ({where} differ from what the script "
-            f"builds)")
+        return "it was edited by hand after release built it"
+    if have == content_sha256(built):
+        return None
+    return (f"it was edited by hand after release built it ({describe_differences(nb, built)} "
+            f"differ from what the script builds)")
 
 
 # -- import, the other way round ------------------------------------------------------------------
@@ -528,12 +535,25 @@ class ImportResult:
     warnings: List[str] = field(default_factory=list)
 
 
+def _script_is_behind(nb, current: str) -> bool:
+    """True when the script text ``current`` has nothing that the notebook ``nb`` lacks: it builds
+    what the notebook was built as (the content hash of its stamp) or what the notebook holds
+    now, so it differs from the imported text at most in layout (blank lines, header spelling)."""
+    stamp_ = read_stamp(nb)
+    try:
+        built = content_sha256(notebook_from_text(current))
+    except SourceError:
+        return False
+    return built in (stamp_.get("content_sha256"), content_sha256(nb))
+
+
 def import_source(root: Path, assignment: str, *, force: bool = False) -> ImportResult:
     """Write ``solutions/<a>/<a>.py`` from ``solutions/<a>/<a>.ipynb`` (``python -m grading import``).
 
     Refuses (unless ``force``) when the script has changes that the notebook does not reflect:
-    the script's hash differs from the one stamped into the notebook by the release that built
-    it (or the notebook has no stamp), and the script is not already what the import would write.
+    what it builds is neither what the notebook was built as (the content hash in its stamp)
+    nor what the notebook holds now.  A script that differs only
+    in layout (blank lines, header spelling) is rewritten in the canonical layout.
     """
     root = Path(root)
     nb_path, py_path = course.solution_path(root, assignment), course.source_path(root, assignment)
@@ -556,9 +576,9 @@ def import_source(root: Path, assignment: str, *, force: bool = False) -> Import
         if current == text:
             result.action, result.message = "unchanged", f"{shown_py} already matches {shown_nb}"
             return result
-        stamped = read_stamp(nb).get("source_sha256")
-        if stamped != text_sha256(current) and not force:
-            why = ("it changed after release last built the notebook" if stamped else
+        if not force and not _script_is_behind(nb, current):
+            why = ("it changed after release last built the notebook"
+                   if read_stamp(nb).get("content_sha256") else
                    "the notebook has no release stamp, so nothing shows the script is older")
             result.action = "refused"
             result.message = (
