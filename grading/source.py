@@ -265,6 +265,10 @@ def _expand_cell(cell, path: str, line: int) -> nbformat.NotebookNode:
         raise SourceError(message, path, line)
 
     meta = dict(cell.metadata)
+    # Blank lines before the next '# %%' are layout, not content (jupytext adds surplus ones to
+    # the cell): no cell of a built notebook ends in a newline.
+    source = cell.source.rstrip("\n")
+    cell_type = cell.cell_type
     for key, why in JUPYTEXT_MISREAD.items():
         if key in meta:
             fail(f"{why}: {meta[key]!r}")
@@ -273,8 +277,6 @@ def _expand_cell(cell, path: str, line: int) -> nbformat.NotebookNode:
     kind = meta.pop("nbgrader", None)
     has_id, has_points = "id" in meta, "points" in meta
     gid, points = meta.pop("id", None), meta.pop("points", None)
-    source = cell.source
-    cell_type = cell.cell_type
 
     if kind is None:
         if has_id or has_points:
@@ -359,10 +361,17 @@ def notebook_to_text(nb, *, path: str = "<notebook>",
     for i, cell in enumerate(nb.cells):
         meta = _strip_view_state(dict(cell.get("metadata", {})))
         source = cell.source
-        if cell.cell_type == "code" and source != source.rstrip("\n"):
-            warn(f"{path}: {_cell_label(i, cell)}: trailing blank lines removed (a script cannot "
-                 "keep them)")
+        if source != source.rstrip("\n"):
+            warn(f"{path}: {_cell_label(i, cell)}: trailing blank lines removed (a script does "
+                 "not keep them)")
             source = source.rstrip("\n")
+        as_comment = source if cell.cell_type == "code" else "\n".join(
+            "# " + line for line in source.splitlines())
+        marker = next((line for line in as_comment.splitlines() if MARKER_RE.match(line)), None)
+        if marker is not None and not _is_setup(cell):
+            raise SourceError(f"{_cell_label(i, cell)}: the line {marker!r} would read as a cell "
+                              "marker ('# %%') in the script; change it (e.g. '#%%' -> '# -- ')",
+                              path)
         header: dict = {}
         nbgrader = meta.pop("nbgrader", None)
         if _is_setup(cell):
@@ -396,8 +405,8 @@ def notebook_to_text(nb, *, path: str = "<notebook>",
     try:
         back = notebook_from_text(text, path=path)
     except SourceError as exc:
-        raise SourceError(f"the script made from this notebook does not read back: {exc.message}",
-                          path, exc.line) from None
+        raise SourceError(f"the script made from this notebook does not read back (line "
+                          f"{exc.line} of the script: {exc.message})", path) from None
     got = [(c.cell_type, c.source, dict(c.metadata)) for c in back.cells]
     if len(got) != len(expected):
         raise SourceError(f"{len(expected)} cells became {len(got)} in the script: a cell contains "
@@ -414,20 +423,16 @@ def notebook_to_text(nb, *, path: str = "<notebook>",
 
 def _script_view(cell) -> Tuple[str, str, dict]:
     """(type, source, metadata) of a cell as a script holds it: the setup cell's body is the
-    placeholder, a code cell has no trailing blank lines, Jupyter's view state is gone."""
+    placeholder, no cell ends in blank lines, Jupyter's view state is gone."""
     meta = _strip_view_state(dict(cell.get("metadata", {})))
-    src = cell.source
-    if _is_setup(cell):
-        src = SETUP_PLACEHOLDER
-    elif cell.cell_type == "code":
-        src = src.rstrip("\n")
+    src = SETUP_PLACEHOLDER if _is_setup(cell) else cell.source.rstrip("\n")
     return cell.cell_type, src, meta
 
 
 def content_sha256(nb) -> str:
     """SHA-256 of what a script holds of a notebook: each cell's type, source and metadata as
     :func:`_script_view` sees them.  Ids, outputs, notebook metadata, the setup cell's body (it
-    comes from grading/setup_cell.py) and a code cell's trailing blank lines do not count."""
+    comes from grading/setup_cell.py) and a cell's trailing blank lines do not count."""
     cells = [dict(zip(("cell_type", "source", "metadata"), _script_view(c))) for c in nb.cells]
     blob = json.dumps(cells, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -104,12 +104,17 @@ def build_fixture_notebook():
 
 
 def write_fixture_course(root: Path, assignment: str = FIXTURE_ID) -> Path:
-    """Create ``root/solutions/<assignment>/<assignment>.ipynb``; return its path."""
-    from grading import course
+    """Create the fixture assignment under ``root/solutions/<assignment>/``: its text source
+    ``<assignment>.py`` (what ``python -m grading import`` writes) and the solution notebook
+    ``<assignment>.ipynb`` that ``python -m grading release`` builds from it; return the
+    notebook's path."""
+    from grading import course, source
 
-    path = Path(root) / "solutions" / assignment / f"{assignment}.ipynb"
+    path = course.solution_path(root, assignment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(course.dumps(build_fixture_notebook()), encoding="utf-8")
+    course.source_path(root, assignment).write_text(
+        source.notebook_to_text(build_fixture_notebook()), encoding="utf-8")
+    path.write_bytes(source.build(root, assignment))
     return path
 
 

@@ -1,7 +1,8 @@
 """Tests of the instructor toolbox (grading/) and of the nbgrader facts it relies on.
 
 Fast tests (no kernel): configuration, lint rules on a fixture assignment built in tmp_path,
-release determinism, setup-cell sync, refusal to overwrite work, IgnorePattern on recorded stderr.
+text sources (round trip, compact headers, stable ids, hand-edit refusal, import), release
+determinism, refusal to overwrite work, IgnorePattern on recorded stderr.
 
 Slow tests (they start Jupyter kernels; each notebook execution is a few seconds for the fixture
 and about a minute for a real assignment):
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ import pytest
 
 from conftest import (FIXTURE_ID, REPO, build_fixture_notebook, copy_course, solution_notebook_paths,
                       write_fixture_course)
-from grading import course, engine, lint, release, setup_cell
+from grading import course, engine, lint, release, setup_cell, source
 from grading import nbgrader_config as settings
 from grading.__main__ import main
 
@@ -284,38 +286,324 @@ def test_title_points():
     assert lint.title_points(nb) is None
 
 
-# -- setup cell sync ------------------------------------------------------------------------------
+# -- text sources (solutions/NN_topic/NN_topic.py) ------------------------------------------------
 
-def test_sync_rewrites_only_the_setup_cell(tmp_path):
-    path = write_fixture_course(tmp_path)
-    nb = course.read_notebook(path)
-    idx = course.find_setup_cell(nb)
-    nb.cells[idx].source = setup_cell.MARKER + "\nimport helpers  # an old version of the cell"
-    nb.cells[idx].metadata["tags"] = ["keep-me"]
-    path.write_text(course.dumps(nb), encoding="utf-8")
-    before = course.read_notebook(path)
-
-    result = course.sync_setup_cell(path)
-    assert result.action == "updated" and not result.reformatted
-    after = course.read_notebook(path)
-    assert after.cells[idx].source == setup_cell.SOURCE
-    assert after.cells[idx].metadata["tags"] == ["keep-me"]
-    # everything else is byte-for-byte the same: patch the old notebook by hand and compare
-    before.cells[idx].source = setup_cell.SOURCE
-    assert path.read_text(encoding="utf-8") == course.dumps(before)
-
-    mtime = path.stat().st_mtime_ns
-    assert course.sync_setup_cell(path).action == "unchanged"
-    assert path.stat().st_mtime_ns == mtime
+def _fixture_paths(root):
+    return course.source_path(root, FIXTURE_ID), course.solution_path(root, FIXTURE_ID)
 
 
-def test_sync_inserts_a_missing_setup_cell(tmp_path):
-    path = write_fixture_course(tmp_path)
-    nb = course.read_notebook(path)
-    del nb.cells[course.find_setup_cell(nb)]
-    path.write_text(course.dumps(nb), encoding="utf-8")
-    assert course.sync_setup_cell(path).action == "inserted"
-    assert lint.lint_notebook(path, tmp_path) == []
+def _line_of(text, needle):
+    """1-based number of the first line of ``text`` that contains ``needle``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def _view(nb):
+    return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+
+def test_fixture_text_round_trip(fixture_course):
+    """notebook -> text -> notebook keeps every cell; text -> notebook -> text gives the text."""
+    py, ipynb = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    nb = build_fixture_notebook()
+    built = source.notebook_from_text(text)
+    assert _view(built) == _view(nb)
+    assert source.notebook_to_text(built) == text
+    assert ipynb.read_bytes() == source.build(fixture_course, FIXTURE_ID)
+    assert lint.lint(fixture_course, release_files=False)[FIXTURE_ID] == []
+    # the headers are the compact ones, and the setup cell is a placeholder
+    assert '# %% nbgrader="tests" id="double_test" points=3\n' in text
+    assert '# %% [markdown] nbgrader="manual" id="double_written" points=2\n' in text
+    assert '# %% nbgrader="answer" id="clamp_answer"\n' in text
+    assert f'# %% nbgrader="setup"\n{source.SETUP_PLACEHOLDER}\n' in text
+    assert setup_cell.MARKER not in text
+
+
+@pytest.mark.parametrize("assignment", REAL_ASSIGNMENTS)
+def test_text_source_round_trip(assignment):
+    """A committed text source is exactly what `python -m grading import` writes back from the
+    notebook it builds (py -> ipynb -> py), and that notebook is the committed one."""
+    src = course.source_path(REPO, assignment)
+    assert src.exists(), f"{src} missing: run `python -m grading import {assignment}`"
+    text = src.read_text(encoding="utf-8")
+    nb = source.notebook_from_text(text, path=str(src))
+    assert source.notebook_to_text(nb) == text, (
+        f"{src} is not in canonical layout: run `python -m grading release {assignment} && "
+        f"python -m grading import {assignment}`")
+    committed = course.read_notebook(course.solution_path(REPO, assignment))
+    assert _view(source.notebook_from_text(source.notebook_to_text(committed))) == _view(committed)
+
+
+@pytest.mark.parametrize("assignment", REAL_ASSIGNMENTS)
+def test_committed_solution_notebook_is_up_to_date(assignment):
+    """solutions/NN/NN.ipynb must be what `python -m grading release` builds from NN.py now."""
+    path = course.solution_path(REPO, assignment)
+    assert path.read_bytes() == source.build(REPO, assignment), (
+        f"{path} differs from what {assignment}.py builds: run `python -m grading release "
+        f"{assignment}` (or `python -m grading import {assignment}` first if you edited the "
+        "notebook) and commit the result")
+
+
+@pytest.mark.parametrize("kind", sorted(source.KINDS))
+def test_compact_kinds_expand_exactly_and_back(kind):
+    points = 2.5 if source.KINDS[kind]["points"] else None
+    full = source.expand(kind, "ex_1", points)
+    assert full["schema_version"] == 3 and full["grade_id"] == "ex_1"
+    assert set(full) >= {"grade", "solution", "locked", "task", "schema_version", "grade_id"}
+    assert ("points" in full) == source.KINDS[kind]["points"]
+    header = source.compact(full)
+    assert header["nbgrader"] == kind and header["id"] == "ex_1"
+    assert source.expand(header["nbgrader"], header["id"], header.get("points")) == full
+
+
+def test_compact_vocabulary_covers_the_real_notebooks():
+    """Every nbgrader cell of the course is written compactly (no full dictionaries)."""
+    for assignment in REAL_ASSIGNMENTS:
+        text = course.source_path(REPO, assignment).read_text(encoding="utf-8")
+        assert "nbgrader={" not in text, assignment
+
+
+def test_other_metadata_and_unusual_nbgrader_survive_the_round_trip():
+    nb = build_fixture_notebook()
+    _cell(nb, "double_test").metadata["tags"] = ["raises-exception"]
+    _cell(nb, "double_test").metadata["deletable"] = False
+    nb.cells[0].metadata["editable"] = False
+    odd = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {
+        "grade": True, "solution": True, "locked": True, "task": False, "points": 1,
+        "grade_id": "odd", "schema_version": 3}})
+    nb.cells.append(odd)
+    nb.cells[1].metadata["collapsed"] = True  # view state: dropped
+    text = source.notebook_to_text(nb)
+    assert 'tags=["raises-exception"] deletable=false' in text
+    assert 'nbgrader={"grade": true, "solution": true, "locked": true' in text
+    back = source.notebook_from_text(text)
+    del nb.cells[1].metadata["collapsed"]
+    assert _view(back) == _view(nb)
+    assert source.notebook_to_text(back) == text
+
+
+def test_stable_ids():
+    nb = source.notebook_from_text(source.notebook_to_text(build_fixture_notebook()))
+    assert [c.id for c in nb.cells] == [
+        "intro-1", "course-setup", "course-setup-1", "double_answer", "double_test",
+        "double_noisy_test", "double_noisy_test-1", "double_written", "double_written-1",
+        "clamp_answer", "clamp_test"]
+    assert source.sanitize_id("a b/c") == "a-b-c" and len(source.sanitize_id("x" * 99)) == 64
+    long = nbformat.v4.new_code_cell("", metadata={"nbgrader": {"grade_id": "é" * 70}})
+    ids = source.stable_cell_ids([long, nbformat.v4.new_markdown_cell("")])
+    assert all(source.CELL_ID_RE.match(i) for i in ids) and ids[1].endswith("-1")
+    dup = nbformat.v4.new_code_cell("", metadata={"nbgrader": {"grade_id": "same"}})
+    assert source.stable_cell_ids([dup, dup]) == ["same", "same_2"]
+
+
+def test_ids_stable_under_insertion_of_a_markdown_cell(fixture_course):
+    py, _ = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    before = [c.id for c in source.notebook_from_text(text).cells]
+    anchor = '# %% nbgrader="tests" id="double_test" points=3\n'
+    edited = text.replace(anchor, "# %% [markdown]\n# A new hint before the tests.\n\n" + anchor)
+    after = [c.id for c in source.notebook_from_text(edited).cells]
+    assert len(after) == len(before) + 1
+    i = before.index("double_test")
+    assert after[:i] == before[:i]       # nothing above the insertion is renamed
+    assert after[i] == "double_answer-1"  # the new cell, named after the graded cell above it
+    assert after[i + 1:] == before[i:]   # and below it every id is the same
+
+
+@pytest.mark.parametrize("bad,needle,message", [
+    ('# %% nbgrader="answr" id="double_answer"', 'id="double_answer"', "unknown nbgrader kind 'answr'"),
+    ('# %% nbgrader="tests" points=3', 'id="double_test"', 'needs id="..."'),
+    ('# %% nbgrader="tests" id="double_test"', 'id="double_test"', "needs points=N"),
+    ('# %% nbgrader="answer" id="double_answer" points=1', 'id="double_answer"', "not graded"),
+    ('# %% nbgrader=tests id="double_test" points=3', 'id="double_test"', "key=value"),
+    ('# %% id="double_test" points=3', 'id="double_test"', "belong to an nbgrader cell"),
+    ('# %% Tests nbgrader="tests" id="double_test" points=3', 'id="double_test"', "cell title"),
+])
+def test_bad_header_names_file_and_line(fixture_course, capsys, bad, needle, message):
+    py, ipynb = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    line = _line_of(text, needle)
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = bad + "\n"
+    py.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(source.SourceError) as exc:
+        source.build(fixture_course, FIXTURE_ID)
+    assert exc.value.line == line and message in str(exc.value)
+    assert str(exc.value).startswith(f"solutions/{FIXTURE_ID}/{FIXTURE_ID}.py: line {line}: ")
+    before = ipynb.read_bytes()
+    assert main(["--root", str(fixture_course), "release"]) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR solutions/{FIXTURE_ID}/{FIXTURE_ID}.py: line {line}: " in out and message in out
+    assert ipynb.read_bytes() == before and not (fixture_course / "notebooks").exists()
+    problems = lint.lint(fixture_course, release_files=False)[FIXTURE_ID]
+    assert [p.code for p in problems if p.code.startswith("source")] == ["source-invalid"]
+    assert f"line {line}: " in str(problems[0])
+
+
+def test_setup_cell_body_and_text_before_the_first_cell(fixture_course):
+    py, _ = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    with pytest.raises(source.SourceError, match="edit that file"):
+        source.notebook_from_text(text.replace(source.SETUP_PLACEHOLDER, "import os"))
+    with pytest.raises(source.SourceError, match=r"line 1: text before the first cell marker"):
+        source.notebook_from_text("import os\n\n" + text)
+
+
+def test_notebook_that_a_script_cannot_hold_is_refused_clearly():
+    nb = build_fixture_notebook()
+    _cell(nb, "double_answer").source += "\n# %% looks like a cell marker"
+    with pytest.raises(source.SourceError, match=r"^x.ipynb: cell 3 \[double_answer\]: the line .# %% looks"):
+        source.notebook_to_text(nb, path="x.ipynb")
+    nb = build_fixture_notebook()
+    nb.cells[0].source += "\n%% a markdown line that the script would comment as '# %%'"
+    with pytest.raises(source.SourceError, match=r"^x.ipynb: cell 0: the line "):
+        source.notebook_to_text(nb, path="x.ipynb")
+
+
+def test_release_builds_the_solution_notebook_only_when_bytes_change(fixture_course):
+    py, ipynb = _fixture_paths(fixture_course)
+    ipynb.unlink()
+    report = release.release(fixture_course, echo=lambda s: None)
+    assert report.ok and ipynb in report.written
+    stamp = course.read_notebook(ipynb).metadata[release.STAMP_KEY]
+    assert stamp["generated_from"] == f"solutions/{FIXTURE_ID}/{FIXTURE_ID}.py"
+    assert f"python -m grading import {FIXTURE_ID}" in stamp["note"]
+    mtime = ipynb.stat().st_mtime_ns
+    report = release.release(fixture_course, echo=lambda s: None)
+    assert report.written == [] and ipynb in report.unchanged and ipynb.stat().st_mtime_ns == mtime
+    # a change of layout only (blank lines) changes no byte of the notebook
+    py.write_text(py.read_text(encoding="utf-8").replace("\n\n# %%", "\n\n\n# %%"), encoding="utf-8")
+    assert release.release(fixture_course, echo=lambda s: None).written == []
+    problems = lint.lint(fixture_course, release_files=False)[FIXTURE_ID]
+    assert [p.code for p in problems] == ["source-format"]
+    assert main(["--root", str(fixture_course), "import", FIXTURE_ID]) == 0  # rewrites the layout
+    assert lint.lint(fixture_course, release_files=False)[FIXTURE_ID] == []
+
+
+def test_release_fills_in_the_setup_cell(fixture_course, monkeypatch, capsys):
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    monkeypatch.setattr(setup_cell, "SOURCE", setup_cell.SOURCE + "\n# a new line of the setup cell")
+    capsys.readouterr()
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    out = capsys.readouterr().out
+    assert f"written: solutions/{FIXTURE_ID}/{FIXTURE_ID}.ipynb" in out
+    assert f"written: notebooks/{FIXTURE_ID}/{FIXTURE_ID}.ipynb" in out
+    for path in (course.solution_path(fixture_course, FIXTURE_ID),
+                 fixture_course / "notebooks" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"):
+        nb = course.read_notebook(path)
+        setup = nb.cells[course.find_setup_cell(nb)]
+        assert setup.source == setup_cell.SOURCE and setup.id == course.SETUP_CELL_ID
+
+
+def test_release_refuses_to_overwrite_a_hand_edit_and_import_carries_it(fixture_course, capsys):
+    py, ipynb = _fixture_paths(fixture_course)
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    student = fixture_course / "notebooks" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"
+    student_before = student.read_bytes()
+    # edited in JupyterLab: a changed test, a new cell (random id), outputs, view state
+    nb = course.read_notebook(ipynb)
+    _cell(nb, "clamp_test").source = _cell(nb, "clamp_test").source.replace("0.5", "0.25")
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("A hint added in JupyterLab.", id="a1b2c3d4"))
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="cpu\n")]
+    nb.cells[1].execution_count = 1
+    nb.cells[1].metadata["scrolled"] = True
+    edited = course.dumps(nb)
+    ipynb.write_text(edited, encoding="utf-8")
+    text_before = py.read_text(encoding="utf-8")
+    py.write_text(text_before.replace("\n\n# %%", "\n\n\n# %%", 1), encoding="utf-8")  # layout only
+    capsys.readouterr()
+
+    assert main(["--root", str(fixture_course), "release"]) == 1
+    out = capsys.readouterr().out
+    assert f"REFUSED: solutions/{FIXTURE_ID}/{FIXTURE_ID}.ipynb was not overwritten" in out
+    assert "edited by hand" in out and "cell 3" in out and "[clamp_test]" in out
+    assert f"python -m grading import {FIXTURE_ID}" in out and "--force" in out
+    assert ipynb.read_text(encoding="utf-8") == edited
+    assert student.read_bytes() == student_before  # nothing generated from an edited notebook
+    codes = _codes(lint.lint(fixture_course, release_files=False)[FIXTURE_ID])
+    assert "source-stale" in codes
+
+    assert main(["--root", str(fixture_course), "import", FIXTURE_ID]) == 0
+    text = py.read_text(encoding="utf-8")
+    assert "assert clamp01(0.25) == 0.25" in text and "# A hint added in JupyterLab." in text
+    assert len(text.splitlines()) == len(text_before.splitlines()) + 3  # the hint cell, nothing else
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    nb = course.read_notebook(ipynb)
+    assert nb.cells[3].id == "course-setup-2" and course.stored_outputs(nb) == []
+    assert ipynb.read_bytes() == source.build(fixture_course, FIXTURE_ID)
+    assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 0
+
+
+def test_import_refuses_to_overwrite_changes_of_the_text_source(fixture_course, capsys):
+    py, ipynb = _fixture_paths(fixture_course)
+    assert main(["--root", str(fixture_course), "import"]) == 0
+    assert "already matches" in capsys.readouterr().out
+    # both sides edited: release and import refuse, each naming the way out
+    py.write_text(py.read_text(encoding="utf-8").replace("double(2) == 4", "double(3) == 6"),
+                  encoding="utf-8")
+    nb = course.read_notebook(ipynb)
+    nb.cells[0].source += "\n\nEdited in the notebook."
+    ipynb.write_text(course.dumps(nb), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--root", str(fixture_course), "import", FIXTURE_ID]) == 1
+    out = capsys.readouterr().out
+    assert f"REFUSED: solutions/{FIXTURE_ID}/{FIXTURE_ID}.py has changes" in out and "--force" in out
+    assert "double(3) == 6" in py.read_text(encoding="utf-8")
+    assert main(["--root", str(fixture_course), "release", FIXTURE_ID]) == 1
+    assert main(["--root", str(fixture_course), "import", FIXTURE_ID, "--force"]) == 0
+    text = py.read_text(encoding="utf-8")
+    assert "double(3) == 6" not in text and "# Edited in the notebook." in text
+
+
+def test_import_of_a_notebook_without_text_source(tmp_path, capsys):
+    """The one-time conversion: a hand-made notebook (no stamp, arbitrary ids) gets its .py."""
+    path = course.solution_path(tmp_path, FIXTURE_ID)
+    path.parent.mkdir(parents=True)
+    path.write_text(course.dumps(build_fixture_notebook()), encoding="utf-8")
+    assert _codes(lint.lint(tmp_path, release_files=False)[FIXTURE_ID]) == {"source-missing"}
+    assert main(["--root", str(tmp_path), "release"]) == 1
+    assert f"python -m grading import {FIXTURE_ID}" in capsys.readouterr().out
+    assert main(["--root", str(tmp_path), "import"]) == 0
+    assert main(["--root", str(tmp_path), "release"]) == 0  # the ids change, nothing else
+    new = course.read_notebook(path)
+    assert _view(new)[:1] == _view(build_fixture_notebook())[:1]
+    assert [c.source for c in new.cells] == [c.source for c in build_fixture_notebook().cells]
+    assert main(["--root", str(tmp_path), "check", "--lint-only"]) == 0
+
+
+def test_editing_one_exercise_changes_only_its_notebooks(tmp_path):
+    """Editing one exercise in one text source and releasing changes that assignment's two
+    notebooks, in that exercise's cell only, and no other file."""
+    copy_course(tmp_path)
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    target = REAL_ASSIGNMENTS[0]
+    py = course.source_path(tmp_path, target)
+    text = py.read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith('# %% nbgrader="tests"'))
+    grade_id = header.split('id="')[1].split('"')[0]
+
+    def snapshot():
+        return {p.relative_to(tmp_path).as_posix(): p.read_bytes()
+                for folder in ("solutions", "notebooks") for p in (tmp_path / folder).rglob("*")
+                if p.is_file()}
+
+    before = snapshot()
+    edited = text.replace(header + "\n", header + "\nassert True  # one more visible check\n", 1)
+    py.write_text(edited, encoding="utf-8")
+    report = release.release(tmp_path, echo=lambda s: None)
+    after = snapshot()
+    assert report.ok and report.refused == []
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    assert changed == sorted([f"solutions/{target}/{target}.py", f"solutions/{target}/{target}.ipynb",
+                              f"notebooks/{target}/{target}.ipynb"])
+    assert set(after) == set(before)
+    for folder in ("solutions", "notebooks"):
+        rel = f"{folder}/{target}/{target}.ipynb"
+        old = nbformat.reads(before[rel].decode(), as_version=4)
+        new = nbformat.reads(after[rel].decode(), as_version=4)
+        assert [c.id for c in old.cells] == [c.id for c in new.cells]
+        differ = [c.id for c, d in zip(old.cells, new.cells) if c != d]
+        assert differ == [grade_id], (folder, differ)
 
 
 # -- release --------------------------------------------------------------------------------------
@@ -331,6 +619,8 @@ def test_release_is_deterministic_and_stamped(fixture_course):
     assert "raise NotImplementedError()" in text
     setup = nb.cells[course.find_setup_cell(nb)]
     assert setup.source == setup_cell.SOURCE and setup.metadata["editable"] is False
+    assert release.STAMP_NOTE in nb.metadata[release.STAMP_KEY]["note"]
+    assert "content_sha256" not in nb.metadata[release.STAMP_KEY]  # the solution's stamp is replaced
 
     report = release.release(fixture_course, echo=lambda s: None)
     assert report.ok and len(report.written) == 1
@@ -338,7 +628,8 @@ def test_release_is_deterministic_and_stamped(fixture_course):
     data = dest.read_bytes()
     assert data == first[f"{FIXTURE_ID}.ipynb"]
     report = release.release(fixture_course, echo=lambda s: None)
-    assert report.ok and report.written == [] and report.unchanged == [dest]
+    assert report.ok and report.written == []
+    assert report.unchanged == [course.solution_path(fixture_course, FIXTURE_ID), dest]
     assert dest.read_bytes() == data
     assert not (fixture_course / "gradebook.db").exists()
 
@@ -365,10 +656,10 @@ def test_release_refuses_to_overwrite_work_and_keeps_other_files(fixture_course,
     worked = course.dumps(nb)
     dest.write_text(worked, encoding="utf-8")
     # ... and then the solution changed
-    src = fixture_course / "solutions" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"
-    snb = course.read_notebook(src)
-    snb.cells[2].source += " -- revised"
-    src.write_text(course.dumps(snb), encoding="utf-8")
+    src = course.source_path(fixture_course, FIXTURE_ID)
+    text = src.read_text(encoding="utf-8")
+    src.write_text(text.replace("# ## Exercise 1 · Double it (4 points)",
+                                "# ## Exercise 1 · Double it (4 points) -- revised"), encoding="utf-8")
     capsys.readouterr()
 
     assert main(["--root", str(fixture_course), "release"]) == 1
@@ -383,39 +674,45 @@ def test_release_refuses_to_overwrite_work_and_keeps_other_files(fixture_course,
     assert (dest_dir / "notes.txt").read_text() == "mine"
 
 
-def test_release_prints_synced_setup_cells(fixture_course, capsys):
-    src = fixture_course / "solutions" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"
-    nb = course.read_notebook(src)
-    nb.cells[course.find_setup_cell(nb)].source += "\n# stale"
-    src.write_text(course.dumps(nb), encoding="utf-8")
-    assert main(["--root", str(fixture_course), "release", "99"]) == 0
-    out = capsys.readouterr().out
-    assert f"setup cell updated: solutions/{FIXTURE_ID}/{FIXTURE_ID}.ipynb" in out
-    assert lint.lint_notebook(src, fixture_course) == []
-
-
 def test_stale_release_is_detected(fixture_course, capsys):
     assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 1
     assert "release-missing" in capsys.readouterr().out
     assert main(["--root", str(fixture_course), "release"]) == 0
     assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 0
-    src = fixture_course / "solutions" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"
-    nb = course.read_notebook(src)
-    _cell(nb, "clamp_test").source = _cell(nb, "clamp_test").source.replace("0.5", "0.25")
-    src.write_text(course.dumps(nb), encoding="utf-8")
+    # the text source changed, the notebooks were not built again
+    src, ipynb = _fixture_paths(fixture_course)
+    text = src.read_text(encoding="utf-8")
+    src.write_text(text.replace("assert clamp01(0.5) == 0.5", "assert clamp01(0.25) == 0.25"),
+                   encoding="utf-8")
     capsys.readouterr()
     assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 1
     out = capsys.readouterr().out
-    assert "release-stale" in out and f"python -m grading release {FIXTURE_ID}" in out
+    assert "source-stale" in out and f"python -m grading release {FIXTURE_ID}" in out
+    # the solution notebook was rebuilt but notebooks/ was not
+    ipynb.write_bytes(source.build(fixture_course, FIXTURE_ID))
+    assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 1
+    out = capsys.readouterr().out
+    assert "release-stale" in out and "source-stale" not in out
+    # the solution notebook was edited by hand
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    nb = course.read_notebook(ipynb)
+    _cell(nb, "clamp_test").source += "\nassert clamp01(1) == 1.0"
+    ipynb.write_text(course.dumps(nb), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--root", str(fixture_course), "check", "--lint-only"]) == 1
+    out = capsys.readouterr().out
+    assert "source-stale" in out and "edited by hand" in out and "release-stale" in out
+    assert f"python -m grading import {FIXTURE_ID}" in out
 
 
 def test_release_of_a_broken_solution_fails_clearly(fixture_course, capsys):
     nb, _ = _mutate("duplicate-grade-id")
-    src = fixture_course / "solutions" / FIXTURE_ID / f"{FIXTURE_ID}.ipynb"
-    src.write_text(course.dumps(nb), encoding="utf-8")
+    src = course.source_path(fixture_course, FIXTURE_ID)
+    src.write_text(source.notebook_to_text(nb), encoding="utf-8")
     assert main(["--root", str(fixture_course), "release"]) == 1
     out = capsys.readouterr().out
-    assert "ValidationError: Duplicate grade id: double_test" in out.splitlines()[0]
+    error = next(line for line in out.splitlines() if line.startswith(f"{FIXTURE_ID}: ERROR"))
+    assert "ValidationError: Duplicate grade id: double_test" in error
     assert not (fixture_course / "notebooks").exists()
 
 
