@@ -20,6 +20,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import helpers.activations as act_module  # noqa: E402
+import helpers.activations.occlusion as occlusion_module  # noqa: E402
 from helpers.activations import (  # noqa: E402
     Gallery,
     LayerSpec,
@@ -30,7 +31,6 @@ from helpers.activations import (  # noqa: E402
     feature_map_browser,
     layer_specs,
     nearest_neighbors,
-    occlusion_map,
     occlusion_receptive_field,
     pca,
     receptive_field,
@@ -43,16 +43,10 @@ from helpers.activations import (  # noqa: E402
     top_k_patches,
     tsne,
     unit_gradient,
+    unit_occlusion_map,
 )
 from helpers.digits import DigitsCNN  # noqa: E402
-from helpers.taps import features  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model():
-    from helpers.models import load_model
-
-    return load_model("efficientnet_lite0")
+from helpers.taps import eval_mode, features  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -118,14 +112,14 @@ def test_receptive_field_from_modules_and_models():
     as_tuples = [(3, 1, 1), (2, 2, 0), (5, 2, 2)]
     assert receptive_field(convs) == receptive_field(as_tuples) == (12, 4, -5)
     seq = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.BatchNorm2d(3), convs[2])
-    assert receptive_field(seq, "4") == (12, 4, -5)
-    assert receptive_field(seq, "3") == receptive_field(as_tuples[:2])
+    assert receptive_field(seq, layer="4") == (12, 4, -5)
+    assert receptive_field(seq, layer="3") == receptive_field(as_tuples[:2])
     # DigitsCNN: conv1 5x5 p2, pool 2, conv2 3x3 p1, pool 2 (derived by hand)
     digits = DigitsCNN(seed=0)
-    assert receptive_field(digits, "conv1") == (5, 1, -2)
-    assert receptive_field(digits, "pool1") == (6, 2, -2)
-    assert receptive_field(digits, "conv2") == (10, 2, -4)
-    assert receptive_field(digits, "pool2") == (12, 4, -4)
+    assert receptive_field(digits, layer="conv1") == (5, 1, -2)
+    assert receptive_field(digits, layer="pool1") == (6, 2, -2)
+    assert receptive_field(digits, layer="conv2") == (10, 2, -4)
+    assert receptive_field(digits, layer="pool2") == (12, 4, -4)
 
 
 def test_receptive_field_methods():
@@ -137,9 +131,10 @@ def test_receptive_field_methods():
 
 
 @pytest.mark.parametrize("args, err, match", [
-    (([(0, 1, 0)],), ValueError, r"layers\[0\]: kernel must be an int >= 1"),
+    (([(0, 1, 0)],), ValueError, r"layers\[0\]: kernel must be >= 1"),
     (([(3, 0, 0)],), ValueError, r"layers\[0\]: stride"),
-    (([(3, 1, -1)],), ValueError, r"layers\[0\]: padding must be"),
+    (([(3, 1, -1)],), ValueError, r"layers\[0\]: padding must be >= 0 \(an int or a pair"),
+    (([(3, 1.5, 0)],), TypeError, r"layers\[0\]: stride must be an int"),
     (([(3, 1)],), TypeError, r"layers\[0\] must be a \(kernel, stride, padding\)"),
     (([nn.ReLU()],), TypeError, r"layers\[0\] is a ReLU"),
     (("abc",), TypeError, "layers must be a list"),
@@ -151,7 +146,7 @@ def test_receptive_field_errors(args, err, match):
 
 
 def test_layer_specs_efficientnet(model):
-    specs = layer_specs(model, "stages.2")
+    specs = layer_specs(model, layer="stages.2")
     assert all(isinstance(s, LayerSpec) for s in specs)
     # the stem's explicit ZeroPad2d (TensorFlow SAME) is merged into the stem convolution
     assert specs[0] == LayerSpec(3, 2, (0, 1), 1, "stem.conv")
@@ -163,19 +158,19 @@ def test_layer_specs_efficientnet(model):
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert [s.name for s in specs] == convs[:len(specs)]
     assert specs[-1].name == "stages.2.1.project.conv"
-    assert layer_specs(model, "stem.pad") == [LayerSpec(1, 1, (0, 1), 1, "stem.pad")]
-    assert layer_specs(model, "stages.2", axis=1) == specs  # square kernels, symmetric model
+    assert layer_specs(model, layer="stem.pad") == [LayerSpec(1, 1, (0, 1), 1, "stem.pad")]
+    assert layer_specs(model, layer="stages.2", axis=1) == specs  # square kernels, symmetric model
 
 
 def test_layer_specs_errors(model):
     with pytest.raises(ValueError, match=r"'stages\.9' is not a layer.*Did you mean"):
-        layer_specs(model, "stages.9")
+        layer_specs(model, layer="stages.9")
     with pytest.raises(ValueError, match="whole image"):
-        layer_specs(model, "classifier")
+        layer_specs(model, layer="classifier")
     with pytest.raises(TypeError, match="layer must be a layer name"):
-        layer_specs(model, 3)
+        layer_specs(model, layer=3)
     with pytest.raises(ValueError, match="axis must be 0"):
-        layer_specs(model, "stem", axis=2)
+        layer_specs(model, layer="stem", axis=2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,30 +178,122 @@ def test_layer_specs_errors(model):
 # ------------------------------------------------------------------------------------------------
 def test_unit_gradient_support_of_small_stack():
     net = _vgg_like()
-    g = unit_gradient(net, "4", torch.rand(1, 3, 15, 15))
+    g = unit_gradient(net, torch.rand(1, 3, 15, 15), (0, 7, 7), layer="4")
     rows = torch.nonzero(g.amax(dim=1) > 0).flatten()
     cols = torch.nonzero(g.amax(dim=0) > 0).flatten()
     assert (rows.tolist(), cols.tolist()) == (list(range(4, 11)), list(range(4, 11)))  # 7x7 at 7
-    # one channel, one position
-    g1 = unit_gradient(net, "0", torch.rand(1, 3, 15, 15), (0, 0), channel=2)
-    assert torch.nonzero(g1 > 0).max(dim=0).values.tolist() == [1, 1]  # padding: rows/cols 0..1
+    # a neuron at the corner: the padding cuts its field to rows/cols 0..1
+    g1 = unit_gradient(net, torch.rand(1, 3, 15, 15), (2, 0, 0), layer="0")
+    assert torch.nonzero(g1 > 0).max(dim=0).values.tolist() == [1, 1]
+    # a channel: its spatial mean depends on every pixel
+    assert bool((unit_gradient(net, torch.rand(1, 3, 15, 15), 1, layer="4") > 0).all())
 
 
 def test_unit_gradient_restores_state_and_errors():
     net = _vgg_like().train()
     flags = [p.requires_grad for p in net.parameters()]
     x = torch.rand(1, 3, 12, 12)
-    unit_gradient(net, "4", x)
+    unit_gradient(net, x, (1, 6, 6), layer="4")
     assert net.training and _no_hooks(net) and x.grad is None and not x.requires_grad
     assert [p.requires_grad for p in net.parameters()] == flags
     assert all(p.grad is None for p in net.parameters())
-    with pytest.raises(ValueError, match="position must lie in the 12x12 grid"):
-        unit_gradient(net, "4", x, (12, 0))
+    with pytest.raises(ValueError, match=r"unit: position \(12, 0\) is outside the 12 x 12"):
+        unit_gradient(net, x, (0, 12, 0), layer="4")
     assert net.training and _no_hooks(net)       # also after an exception
     with pytest.raises(ValueError, match="x must hold one image"):
-        unit_gradient(net, "4", torch.rand(2, 3, 12, 12))
-    with pytest.raises(ValueError, match="channel must be in 0..3"):
-        unit_gradient(net, "4", x, channel=4)
+        unit_gradient(net, torch.rand(2, 3, 12, 12), 0, layer="4")
+    with pytest.raises(ValueError, match=r"unit: channel must be in \[0, 3\]"):
+        unit_gradient(net, x, 4, layer="4")
+    with pytest.raises(ValueError, match="'5' is not a layer"):
+        unit_gradient(net, x, 0, layer="5")
+    with pytest.raises(TypeError, match="unit must be a channel index c"):
+        unit_gradient(net, x, (0, 1), layer="4")
+
+
+# ------------------------------------------------------------------------------------------------
+# the caller's model is left as it was
+# ------------------------------------------------------------------------------------------------
+def _bn_net(seed=0):
+    """Conv-BN-ReLU twice, in *train* mode except the second BatchNorm (frozen on purpose)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net.train()
+    net[4].eval()
+    return net
+
+
+def _state(net):
+    return ([m.training for m in net.modules()],
+            {k: v.clone() for k, v in net.state_dict().items()},
+            [p.requires_grad for p in net.parameters()])
+
+
+def _assert_state(net, before, what):
+    modes, tensors, flags = _state(net)
+    assert modes == before[0], f"{what} changed the train/eval flags: {before[0]} -> {modes}"
+    for k, v in tensors.items():
+        assert torch.equal(v, before[1][k]), f"{what} changed {k} (e.g. BatchNorm statistics)"
+    assert flags == before[2], f"{what} changed requires_grad"
+    assert all(p.grad is None for p in net.parameters()), f"{what} wrote .grad"
+    assert _no_hooks(net), f"{what} left a hook"
+
+
+def test_record_activations_runs_in_eval_mode_and_keeps_bn_statistics():
+    """Regression (d590995): recording a model in train mode normalised with batch statistics
+    and updated BatchNorm's running statistics."""
+    net, x = _bn_net(), torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = _state(net)
+    acts = record_activations(net, x, layers=["1", "4"], batch_size=4)
+    _assert_state(net, before, "record_activations")
+    with eval_mode(net), torch.no_grad():
+        expected = features(net, x, ["1", "4"])
+    for name in ("1", "4"):
+        torch.testing.assert_close(acts[name], expected[name])
+
+
+def test_unit_gradient_keeps_mixed_train_eval_modes():
+    """Regression (d590995): `model.train(was_training)` after the gradient put the frozen
+    BatchNorm of a model in train mode back into train mode."""
+    net = _bn_net()
+    before = _state(net)
+    unit_gradient(net, torch.rand(1, 3, 8, 8), (0, 4, 4), layer="5")
+    _assert_state(net, before, "unit_gradient")
+    with pytest.raises(ValueError, match="outside the 8 x 8"):      # also when it raises
+        unit_gradient(net, torch.rand(1, 3, 8, 8), (0, 9, 4), layer="5")
+    _assert_state(net, before, "unit_gradient (raising)")
+
+
+_CALLS = {
+    "record_channel": lambda net, x: record_channel(net, x, 1, layer="5"),
+    "extract_features": lambda net, x: extract_features(net, x, layer="7"),
+    "empirical_receptive_field": lambda net, x: empirical_receptive_field(net, layer="3"),
+    "unit_occlusion_map": lambda net, x: unit_occlusion_map(net, x[:1], 1, layer="3", patch=3),
+    "occlusion_receptive_field": lambda net, x: occlusion_receptive_field(
+        net, x[:2], 1, layer="3", patch=3, stride=2),
+    "feature_map_browser": lambda net, x: feature_map_browser(net, x[:1], layers=["2", "5"],
+                                                              interactive=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_CALLS))
+def test_every_function_leaves_the_model_as_it_was(name):
+    net, x = _bn_net(), torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    before = _state(net)
+    _CALLS[name](net, x)
+    _assert_state(net, before, name)
+
+
+def test_hooks_and_modes_come_from_taps():
+    """One home for the plumbing: no hook registration or mode switching in the package."""
+    from pathlib import Path
+
+    for path in Path(act_module.__file__).parent.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for banned in ("register_forward_hook", ".train(", "_model_device", "get_close_matches"):
+            assert banned not in source, f"{path.name} contains {banned}"
 
 
 @pytest.mark.parametrize("net, layer, size", [
@@ -220,8 +307,8 @@ def test_unit_gradient_restores_state_and_errors():
 ])
 def test_empirical_matches_analytic_small_stacks(net, layer, size):
     for axis in (0, 1):
-        assert empirical_receptive_field(net, layer, input_size=size, axis=axis) == \
-            receptive_field(net, layer, axis=axis)
+        assert empirical_receptive_field(net, layer=layer, input_size=size, axis=axis) == \
+            receptive_field(net, layer=layer, axis=axis)
 
 
 def test_empirical_matches_analytic_alexnet():
@@ -230,24 +317,24 @@ def test_empirical_matches_analytic_alexnet():
     net = torchvision.models.alexnet(weights=None).eval()
     convs = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
     for name, size, jump in zip(convs, ALEXNET_SIZES, ALEXNET_JUMPS):
-        analytic = receptive_field(net, name)
+        analytic = receptive_field(net, layer=name)
         assert (analytic.size, analytic.jump) == (size, jump)
     for name, side in (("features.2", 96), ("features.12", 480)):   # pool1 and pool5 (195 px)
-        assert empirical_receptive_field(net, name, input_size=side) == receptive_field(net, name)
+        assert empirical_receptive_field(net, layer=name, input_size=side) == receptive_field(net, layer=name)
 
 
 @pytest.mark.parametrize("layer, side", [("stem", 32), ("stages.0", 32), ("stages.1.0", 64),
                                          ("stages.2.0", 96), ("stages.2", 160), ("stages.3.0", 224)])
 def test_empirical_matches_analytic_efficientnet(model, layer, side):
     """The asymmetric TensorFlow SAME padding shows up in `start`; gradients agree."""
-    assert empirical_receptive_field(model, layer, input_size=side) == receptive_field(model, layer)
+    assert empirical_receptive_field(model, layer=layer, input_size=side) == receptive_field(model, layer=layer)
     assert _no_hooks(model) and not model.training
 
 
 def test_empirical_grows_the_input_and_rejects_small_ones(model):
-    assert empirical_receptive_field(model, "stages.2") == (67, 8, -26)
+    assert empirical_receptive_field(model, layer="stages.2") == (67, 8, -26)
     with pytest.raises(ValueError, match="input_size: the receptive field reaches the border"):
-        empirical_receptive_field(model, "stages.2", input_size=64)
+        empirical_receptive_field(model, layer="stages.2", input_size=64)
 
 
 def test_linearize_recovers_the_field_where_relus_are_off():
@@ -256,8 +343,8 @@ def test_linearize_recovers_the_field_where_relus_are_off():
     with torch.no_grad():
         net[0].bias.fill_(-100.0)
     with pytest.raises(ValueError, match="zero everywhere"):
-        empirical_receptive_field(net, "2", input_size=16, linearize=False)
-    assert empirical_receptive_field(net, "2", input_size=16) == (5, 1, 0)
+        empirical_receptive_field(net, layer="2", input_size=16, linearize=False)
+    assert empirical_receptive_field(net, layer="2", input_size=16) == (5, 1, 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -307,16 +394,21 @@ def test_crop_gallery_errors():
 
 def test_record_activations_equal_one_forward_pass(model):
     x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    acts = record_activations(model, x, ["stages.2", "flatten"], batch_size=2)
+    acts = record_activations(model, x, layers=["stages.2", "flatten"], batch_size=2)
     direct = features(model, x, ["stages.2", "flatten"])
     for name in ("stages.2", "flatten"):
         torch.testing.assert_close(acts[name], direct[name], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(record_channel(model, x, "stages.2", 7), direct["stages.2"][:, 7],
+    torch.testing.assert_close(record_channel(model, x, 7, layer="stages.2"), direct["stages.2"][:, 7],
                                atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(record_channel(model, x, (7, 2, 3), layer=model.stages[2]),
+                               direct["stages.2"][:, 7, 2, 3], atol=1e-4, rtol=1e-4)
+    assert list(record_activations(model, x[:1], layers=model.stages[2])) == ["stages.2"]
     torch.testing.assert_close(extract_features(model, x), direct["flatten"], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(extract_features(model, x, "stages.6").shape, (5, 320 * 2 * 2))
-    with pytest.raises(ValueError, match="channel must be in 0..39"):
-        record_channel(model, x, "stages.2", 40)
+    assert extract_features(model, x, layer="stages.6").shape == (5, 320 * 2 * 2)
+    with pytest.raises(ValueError, match=r"unit: channel must be in \[0, 39\]"):
+        record_channel(model, x, 40, layer="stages.2")
+    with pytest.raises(ValueError, match="x must hold at least one image"):
+        record_activations(model, x[:0], layers="stem")
 
 
 def _brute_force_top_k(acts, k):
@@ -468,11 +560,11 @@ def test_tsne_is_deterministic_and_keeps_neighbourhoods():
 # ------------------------------------------------------------------------------------------------
 def test_occlusion_map_window_equals_full_image(model, monkeypatch):
     img = crop_gallery(1, 96, names=["chelsea"], seed=0).images
-    rf = receptive_field(model, "stages.2")
-    fast_map, pos = occlusion_map(model, "stages.2", 16, img, (6, 5), patch=9, stride=5)
-    monkeypatch.setattr(act_module, "_rf_window", lambda rf, i, j, H, W: (0, H, 0, W))
-    full_map, pos2 = occlusion_map(model, "stages.2", 16, img, (6, 5), patch=9, stride=5)
-    assert pos == pos2 == (6, 5)
+    rf = receptive_field(model, layer="stages.2")
+    fast_map, unit = unit_occlusion_map(model, img, (16, 6, 5), layer="stages.2", patch=9, stride=5)
+    monkeypatch.setattr(occlusion_module, "_rf_window", lambda rf, i, j, H, W: (0, H, 0, W))
+    full_map, unit2 = unit_occlusion_map(model, img, (16, 6, 5), layer="stages.2", patch=9, stride=5)
+    assert unit == unit2 == (16, 6, 5)
     torch.testing.assert_close(fast_map, full_map, atol=1e-4, rtol=1e-4)
     # occluders that miss the theoretical receptive field cannot change the unit: the map is
     # zero farther than patch - 1 pixels from the field
@@ -491,34 +583,52 @@ def test_occlusion_map_of_one_linear_convolution():
         conv.weight.copy_(torch.rand(1, 3, 5, 5) + 0.1)
     net = nn.Sequential(conv)
     img = torch.rand(1, 3, 12, 12)
-    dmap, pos = occlusion_map(net, "0", 0, img, (3, 4), patch=1, stride=1, show_progress=False)
+    dmap, unit = unit_occlusion_map(net, img, (0, 3, 4), layer="0", patch=1, stride=1,
+                                    progress=False)
+    assert unit == (0, 3, 4)
     support = torch.nonzero(dmap > 0)
     assert support[:, 0].min() == 3 and support[:, 0].max() == 7
     assert support[:, 1].min() == 4 and support[:, 1].max() == 8
     noise = torch.rand(1, 3, 1, 1, generator=torch.Generator().manual_seed(0))
     expected = (conv.weight.detach()[0, :, 0, 0] * (noise[0, :, 0, 0] - img[0, :, 3, 4])).sum().abs()
     assert float(dmap[3, 4]) == pytest.approx(float(expected), rel=1e-4)
+    # a channel: the neuron where it peaks in this image
+    peak = int(net(img)[0, 0].argmax())
+    assert unit_occlusion_map(net, img, 0, layer="0", patch=3)[1] == (0, peak // 8, peak % 8)
+
+
+def test_unit_occlusion_map_is_not_saliency_occlusion_map():
+    """The old name stays for one release, outside __all__ (saliency.occlusion_map is another
+    method with another signature)."""
+    import helpers.saliency
+
+    assert act_module.occlusion_map is unit_occlusion_map
+    assert "occlusion_map" not in act_module.__all__ and "unit_occlusion_map" in act_module.__all__
+    assert helpers.saliency.occlusion_map is not unit_occlusion_map
 
 
 def test_occlusion_receptive_field_is_centred_and_normalised(model):
     imgs = crop_gallery(2, 96, names=["coins", "chelsea"], seed=0).images
-    orf = occlusion_receptive_field(model, "stages.1", 3, imgs, patch=5, stride=3)
+    orf = occlusion_receptive_field(model, imgs, 3, layer="stages.1", patch=5, stride=3)
     assert orf.shape == (19, 19)
     assert float(orf.min()) >= 0 and float(orf.max()) <= 1 + 1e-6
     # the centre of the field matters more than its rim
     assert float(orf[6:13, 6:13].mean()) > float(orf[[0, -1]].mean())
-    # given positions (fields inside the images): the average is the mean of the aligned maps
-    avg, maps = occlusion_receptive_field(model, "stages.1", 3, imgs, [(5, 5), (6, 4)], patch=5, stride=3,
-                                          return_maps=True)
+    # one neuron per image (fields inside the images): the average is the mean of the aligned maps
+    avg, maps = occlusion_receptive_field(model, imgs, torch.tensor([[3, 5, 5], [3, 6, 4]]),
+                                          layer="stages.1", patch=5, stride=3, return_maps=True)
     assert maps.shape == (2, 19, 19)
     torch.testing.assert_close(maps.amax(dim=(1, 2)), torch.ones(2))
     torch.testing.assert_close(avg, maps.mean(dim=0))
-    one, pos = occlusion_map(model, "stages.1", 3, imgs[1:], (6, 4), patch=5, stride=3, seed=1)
-    rf = receptive_field(model, "stages.1")
+    one, unit = unit_occlusion_map(model, imgs[1:], (3, 6, 4), layer="stages.1", patch=5, stride=3,
+                                   seed=1)
+    rf = receptive_field(model, layer="stages.1")
     (r0, r1), (c0, c1) = rf.span(6), rf.span(4)
     torch.testing.assert_close(maps[1], one[r0:r1, c0:c1] / one.max())
-    with pytest.raises(ValueError, match="positions must hold one"):
-        occlusion_receptive_field(model, "stages.1", 3, imgs, [(5, 5)])
+    with pytest.raises(ValueError, match=r"one \(c, i, j\) per image: x holds 2 images, unit has 1"):
+        occlusion_receptive_field(model, imgs, [(3, 5, 5)], layer="stages.1")
+    with pytest.raises(ValueError, match="x must be a single image"):
+        unit_occlusion_map(model, imgs, 3, layer="stages.1")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -547,20 +657,23 @@ def test_show_feature_maps_grid_and_scaling():
 def test_feature_map_browser_static_and_widget(model):
     img = torch.rand(1, 3, 64, 64)
     n_before = len(plt.get_fignums())
-    assert feature_map_browser(model, img, ["stem", "stages.2"], channel=3, interactive=False) is None
+    assert feature_map_browser(model, img, unit=3, layers=["stem", "stages.2"],
+                               interactive=False) is None
     assert len(plt.get_fignums()) == n_before + 1
     # the default path is static in fast mode (COURSE_FAST=1 in the tests) and outside a kernel
-    assert feature_map_browser(model, img, ["stem"]) is None
+    assert feature_map_browser(model, img, layers=["stem"]) is None
     import ipywidgets
 
-    widget = feature_map_browser(model, img, ["stem", "stages.2"], interactive=True)
+    widget = feature_map_browser(model, img, layers=["stem", model.stages[2]], interactive=True)
     assert isinstance(widget, ipywidgets.VBox)
     dropdown, slider = widget.children[0].children
     assert slider.max == 31
     dropdown.value = "stages.2"
     assert slider.max == 39
     with pytest.raises(ValueError, match="layer must be one of"):
-        feature_map_browser(model, img, ["stem"], layer="head")
+        feature_map_browser(model, img, layers=["stem"], layer="head")
+    with pytest.raises(ValueError, match="unit must be a channel c here"):
+        feature_map_browser(model, img, unit=(0, 1, 1), layers=["stem"])
     assert _no_hooks(model)
 
 
