@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -76,12 +75,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import (TargetArg, _describe, check_choice, check_positive_int, check_target,
-                      check_tensor, check_unit_range)
+from ._checks import (TargetArg, _describe, check_choice, check_model, check_number,
+                      check_positive_int, check_target, check_tensor, check_unit_range,
+                      class_scores, model_device)
 from .filters import gaussian_blur
 from .images import load_image, resize_image
 from .runtime import progress as _progress
-from .taps import frozen
+from .taps import eval_mode, frozen
 
 __all__ = [
     "PHOTOS",
@@ -131,15 +131,13 @@ def load_photos(size: int = 224, names: Sequence[str] = PHOTOS) -> torch.Tensor:
 
 
 # =============================================================================================
-# plumbing: arguments and the caller's state
+# plumbing: arguments (the shared checks live in helpers._checks, the state in helpers.taps)
 # =============================================================================================
-def _check_model(model) -> None:
-    if not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module or a callable returning logits, got "
-                        f"{_describe(model)}")
+_EPS_HINT = "pixel units on [0, 1], e.g. 8/255"
 
 
 def _check_images(x, name: str = "x") -> torch.Tensor:
+    """A non-empty float batch (N, C, H, W) in [0, 1]; C is free (3 for photos, 1 for digits)."""
     check_tensor(x, name, ndim=4, floating=True)
     if x.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one image, got {_describe(x)}")
@@ -147,45 +145,34 @@ def _check_images(x, name: str = "x") -> torch.Tensor:
     return x
 
 
-def _check_eps(eps, name: str = "eps") -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{name} must be a number >= 0 in pixel units on [0, 1] (e.g. 8/255), "
-                         f"got {eps!r}")
-    if eps > 1:
-        raise ValueError(f"{name} must be in pixel units on [0, 1] (e.g. 8/255 = {8 / 255:.4f}), "
-                         f"got {eps!r}; divide by 255 if you meant grey levels")
-    return float(eps)
+def _check_attack(model, x, target: TargetArg, eps: float) -> Tuple[float, torch.Tensor]:
+    """The checks every attack starts with: model, images, ``eps``; returns (eps, targets (N,))."""
+    check_model(model, module=False)
+    _check_images(x)
+    eps = check_number(eps, "eps", minimum=0, maximum=1, hint=_EPS_HINT)
+    return eps, check_target(target, x.shape[0], x.device)
 
 
-def _check_positive(v, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-    return float(v)
+def _pgd_alpha(alpha: Optional[float], eps: float, steps: int) -> float:
+    """PGD's step size: ``alpha`` checked, or the default ``2.5 * eps / steps``."""
+    check_positive_int(steps, "steps")
+    return 2.5 * eps / steps if alpha is None else check_number(alpha, "alpha", minimum=0,
+                                                                strict=True)
 
 
-def _logits(model, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _logits(model, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, checked to be class scores (N, K) in which every target is a class."""
     out = model(x)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"model(x) must return logits of shape ({x.shape[0]}, K), got "
-                         f"{_describe(out)}")
-    if targets is not None:
-        k = out.shape[1]
-        bad = (targets < 0) | (targets >= k)
-        if bool(bad.any()):
-            raise ValueError(f"target must be a class index in [0, {k - 1}] (the model has {k} "
-                             f"classes), got {int(targets[bad][0])}")
+    class_scores(out, targets)
     return out
 
 
-@contextlib.contextmanager
-def _attack_mode(model) -> Iterator[None]:
-    """Eval mode and frozen parameters while attacking (:func:`helpers.taps.frozen`); a plain
-    callable that is not an ``nn.Module`` is used as it is."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    with frozen(model):
-        yield
+def _check_pair(x, x_adv) -> None:
+    """``x`` and ``x_adv``: float batches (N, C, H, W) of the same shape."""
+    check_tensor(x, "x", ndim=4, floating=True)
+    check_tensor(x_adv, "x_adv", ndim=4, floating=True)
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x_adv must have x's shape {tuple(x.shape)}, got {_describe(x_adv)}")
 
 
 def _loss_gradient(model, x: torch.Tensor, targets: torch.Tensor,
@@ -250,12 +237,8 @@ def logistic_attack(x: torch.Tensor, w: torch.Tensor, b: float = 0.0, *, eps: fl
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"x must have w's length {w.shape[0]} in its last dimension, got "
                          f"{_describe(x)}")
-    if isinstance(b, torch.Tensor):
-        b = float(b)
-    if isinstance(b, bool) or not isinstance(b, (int, float)):
-        raise TypeError(f"b must be a number, got {_describe(b)}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+    b = check_number(float(b) if isinstance(b, torch.Tensor) else b, "b")
+    eps = check_number(eps, "eps", minimum=0)
     if target not in (0, 1) or isinstance(target, bool):
         raise ValueError(f"target must be 0 or 1 (the class to push x towards), got {target!r}")
     direction = 1.0 if target == 1 else -1.0
@@ -303,14 +286,14 @@ def fooling_image(model, x: torch.Tensor, target: TargetArg, *, step_size: float
     -------
     >>> x_adv, steps = fooling_image(model, x, 1, step_size=0.5)     # doctest: +SKIP
     """
-    _check_model(model)
+    check_model(model, module=False)
     _check_images(x)
-    step_size = _check_positive(step_size, "step_size")
+    step_size = check_number(step_size, "step_size", minimum=0, strict=True)
     check_positive_int(max_steps, "max_steps")
     targets = check_target(target, x.shape[0], x.device)
     x_adv = x.detach().clone()
     steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    with _attack_mode(model):
+    with frozen(model):
         for _ in range(max_steps):
             x_ = x_adv.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -359,12 +342,9 @@ def fgsm(model, x: torch.Tensor, target: TargetArg, *, eps: float, targeted: boo
 
     >>> x_adv = fgsm(model, x, label, eps=2 / 255)      # doctest: +SKIP
     """
-    _check_model(model)
-    _check_images(x)
-    eps = _check_eps(eps)
-    targets = check_target(target, x.shape[0], x.device)
+    eps, targets = _check_attack(model, x, target, eps)
     x0 = x.detach()
-    with _attack_mode(model):
+    with frozen(model):
         grad = _loss_gradient(model, x0, targets)
     direction = -1.0 if targeted else 1.0
     return (x0 + direction * eps * grad.sign()).clamp(0.0, 1.0).detach()
@@ -386,7 +366,7 @@ def _pgd_loop(model, x: torch.Tensor, targets: torch.Tensor, *, eps: float, alph
     x_adv = _random_start(x0, eps, generator) if random_start else x0.clone()
     direction = -1.0 if targeted else 1.0
     loop = range(steps) if desc is None else _progress(range(steps), desc=desc)
-    with _attack_mode(model):
+    with frozen(model):
         for _ in loop:
             grad = _loss_gradient(model, x_adv, targets, transform, samples)
             x_adv = x_adv + direction * alpha * grad.sign()
@@ -435,12 +415,8 @@ def pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Optiona
     >>> x_adv = pgd(model, x, label, eps=4 / 255, steps=20,
     ...             generator=torch.Generator().manual_seed(0))      # doctest: +SKIP
     """
-    _check_model(model)
-    _check_images(x)
-    eps = _check_eps(eps)
-    check_positive_int(steps, "steps")
-    alpha = 2.5 * eps / steps if alpha is None else _check_positive(alpha, "alpha")
-    targets = check_target(target, x.shape[0], x.device)
+    eps, targets = _check_attack(model, x, target, eps)
+    alpha = _pgd_alpha(alpha, eps, steps)
     return _pgd_loop(model, x, targets, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
                      random_start=random_start, generator=generator)
 
@@ -448,7 +424,7 @@ def pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Optiona
 def eot_pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Optional[float] = None,
             steps: int = 10, samples: int = 4, transform: Optional[Callable] = None,
             targeted: bool = False, random_start: bool = True,
-            generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+            generator: Optional[torch.Generator] = None, progress: bool = True) -> torch.Tensor:
     """PGD with *expectation over transformation* (EOT; Athalye, Engstrom, Ilyas & Kwok, ICML 2018).
 
     An adversarial image that must survive a camera, a printer or a JPEG encoder should fool the
@@ -467,13 +443,9 @@ def eot_pgd(model, x: torch.Tensor, target: TargetArg, *, eps: float, alpha: Opt
 
     >>> x_adv = eot_pgd(model, x, label, eps=8 / 255, steps=10, samples=4)   # doctest: +SKIP
     """
-    _check_model(model)
-    _check_images(x)
-    eps = _check_eps(eps)
-    check_positive_int(steps, "steps")
+    eps, targets = _check_attack(model, x, target, eps)
+    alpha = _pgd_alpha(alpha, eps, steps)
     check_positive_int(samples, "samples")
-    alpha = 2.5 * eps / steps if alpha is None else _check_positive(alpha, "alpha")
-    targets = check_target(target, x.shape[0], x.device)
     if transform is None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -500,11 +472,11 @@ def predict(model, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
     >>> predict(model, helpers.load_image("chelsea", size=224))    # doctest: +SKIP
     tensor([285])
     """
-    _check_model(model)
+    check_model(model, module=False)
     check_tensor(x, "x", ndim=4, floating=True)
     check_positive_int(batch_size, "batch_size")
-    with _attack_mode(model):
-        return torch.cat([_logits(model, x[i:i + batch_size]).argmax(dim=1)
+    with frozen(model):
+        return torch.cat([class_scores(model(x[i:i + batch_size])).argmax(dim=1)
                           for i in range(0, x.shape[0], batch_size)])
 
 
@@ -524,7 +496,7 @@ def attack_success_rate(model, x_adv: torch.Tensor, target: TargetArg, *, target
     >>> attack_success_rate(model, x_adv, predict(model, x))       # doctest: +SKIP
     1.0
     """
-    _check_model(model)
+    check_model(model, module=False)
     check_tensor(x_adv, "x_adv", ndim=4, floating=True)
     targets = check_target(target, x_adv.shape[0], x_adv.device)
     pred = predict(model, x_adv, batch_size=batch_size)
@@ -543,10 +515,7 @@ def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> Tuple[torch.Tens
     >>> perturbation_norms(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5))
     (tensor([0.5000]), tensor([1.7321]))
     """
-    check_tensor(x, "x", ndim=4, floating=True)
-    check_tensor(x_adv, "x_adv", ndim=4, floating=True)
-    if x.shape != x_adv.shape:
-        raise ValueError(f"x_adv must have x's shape {tuple(x.shape)}, got {_describe(x_adv)}")
+    _check_pair(x, x_adv)
     delta = (x_adv.detach() - x.detach()).flatten(1)
     return delta.abs().amax(dim=1), delta.norm(dim=1)
 
@@ -561,11 +530,8 @@ def perturbation_image(x: torch.Tensor, x_adv: torch.Tensor, *, factor: float = 
     >>> perturbation_image(torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 0.02)).flatten()
     tensor([0.7000, 0.7000, 0.7000])
     """
-    check_tensor(x, "x", ndim=4, floating=True)
-    check_tensor(x_adv, "x_adv", ndim=4, floating=True)
-    if x.shape != x_adv.shape:
-        raise ValueError(f"x_adv must have x's shape {tuple(x.shape)}, got {_describe(x_adv)}")
-    factor = _check_positive(factor, "factor")
+    _check_pair(x, x_adv)
+    factor = check_number(factor, "factor", minimum=0, strict=True)
     return (0.5 + factor * (x_adv.detach() - x.detach())).clamp(0.0, 1.0)
 
 
@@ -586,8 +552,7 @@ def jpeg(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
     from PIL import Image
 
     check_tensor(x, "x", ndim=4, floating=True, channels=3)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
-        raise ValueError(f"quality must be an int in 1..95, got {quality!r}")
+    check_number(quality, "quality", minimum=1, maximum=95, integer=True)
     arrays = (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
     out = []
     for arr in arrays:
@@ -620,9 +585,8 @@ def resize_roundtrip(x: torch.Tensor, factor: float = 0.5) -> torch.Tensor:
     torch.Size([1, 3, 32, 32])
     """
     check_tensor(x, "x", ndim=4, floating=True)
-    factor = _check_positive(factor, "factor")
-    if factor > 1:
-        raise ValueError(f"factor must be in (0, 1] (a shrink factor), got {factor!r}")
+    factor = check_number(factor, "factor", minimum=0, maximum=1, strict=True,
+                          hint="a shrink factor in (0, 1]")
     h, w = x.shape[-2:]
     small = resize_image(x, (max(1, round(h * factor)), max(1, round(w * factor))))
     return resize_image(small, (h, w))
@@ -660,6 +624,19 @@ def random_distortion(x: torch.Tensor, *, generator: Optional[torch.Generator] =
     return y.clamp(0.0, 1.0)
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: Optional[int]) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` while the block runs (``None``: leave it); restored after."""
+    before = torch.get_num_threads()
+    try:
+        if n is not None:
+            torch.set_num_threads(n)
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 # =============================================================================================
 # adversarial training (Goodfellow et al. 2015; Madry et al. 2018)
 # =============================================================================================
@@ -695,64 +672,54 @@ def adversarial_training(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, 
     >>> X, y = load_digits(split="train")
     >>> history = adversarial_training(DigitsCNN(seed=0), X, y, eps=0.1, epochs=1, progress=False)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    check_model(model)
     _check_images(X, "X")
     check_tensor(y, "y", ndim=1)
     if y.dtype != torch.long or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must be an int64 tensor of shape ({X.shape[0]},), got {_describe(y)}")
-    eps = _check_eps(eps)
+    eps = check_number(eps, "eps", minimum=0, maximum=1, hint=_EPS_HINT)
     check_choice(attack, "attack", ["pgd", "fgsm"])
-    check_positive_int(steps, "steps")
+    alpha = _pgd_alpha(alpha, eps, steps) if attack == "pgd" else 1.25 * eps
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    lr = _check_positive(lr, "lr")
-    if isinstance(clean_weight, bool) or not isinstance(clean_weight, (int, float)) \
-            or not 0 <= clean_weight <= 1:
-        raise ValueError(f"clean_weight must be a number in [0, 1], got {clean_weight!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    lr = check_number(lr, "lr", minimum=0, strict=True)
+    clean_weight = check_number(clean_weight, "clean_weight", minimum=0, maximum=1)
+    seed = check_number(seed, "seed", minimum=0, integer=True)
+    if num_threads is not None:
+        check_positive_int(num_threads, "num_threads")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
-    if attack == "pgd":
-        alpha = 2.5 * eps / steps if alpha is None else _check_positive(alpha, "alpha")
-    else:
-        alpha = 1.25 * eps
 
-    device = params[0].device
+    device = model_device(model)
     X, y = X.detach().to(device), y.detach().to(device)
     order_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     optimizer = torch.optim.Adam(params, lr=lr)
+    n_steps = steps if attack == "pgd" else 1
     history: List[float] = []
-    was_training = model.training
-    threads_before = torch.get_num_threads()
-    if num_threads is not None and device.type == "cpu":
-        torch.set_num_threads(check_positive_int(num_threads, "num_threads"))
+    # eval_mode gives every submodule its own train flag back at the end; inside, the model is
+    # attacked in eval mode (frozen, in _pgd_loop) and trained in train mode, batch by batch.
     try:
-        for _ in _progress(range(epochs), desc="adversarial training", disable=None if progress else True):
-            order = torch.randperm(X.shape[0], generator=order_gen).to(device)
-            total = 0.0
-            for start in range(0, X.shape[0], batch_size):
-                idx = order[start:start + batch_size]
-                xb, yb = X[idx], y[idx]
-                n_steps = steps if attack == "pgd" else 1
-                x_adv = _pgd_loop(model, xb, yb, eps=eps, alpha=alpha, steps=n_steps,
-                                  targeted=False, random_start=True, generator=noise_gen)
-                model.train()
-                loss = F.cross_entropy(model(x_adv), yb)
-                if clean_weight > 0:
-                    loss = (1 - clean_weight) * loss + clean_weight * F.cross_entropy(model(xb), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * idx.numel()
-            history.append(total / X.shape[0])
+        with eval_mode(model), _cpu_threads(num_threads if device.type == "cpu" else None):
+            for _ in _progress(range(epochs), desc="adversarial training",
+                               disable=None if progress else True):
+                order = torch.randperm(X.shape[0], generator=order_gen).to(device)
+                total = 0.0
+                for idx in order.split(batch_size):
+                    xb, yb = X[idx], y[idx]
+                    x_adv = _pgd_loop(model, xb, yb, eps=eps, alpha=alpha, steps=n_steps,
+                                      targeted=False, random_start=True, generator=noise_gen)
+                    model.train()
+                    loss = F.cross_entropy(model(x_adv), yb)
+                    if clean_weight > 0:
+                        loss = (1 - clean_weight) * loss + clean_weight * F.cross_entropy(model(xb), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach()) * idx.numel()
+                history.append(total / X.shape[0])
     finally:
-        model.train(was_training)
-        if torch.get_num_threads() != threads_before:
-            torch.set_num_threads(threads_before)
         for p in params:
             p.grad = None
     return history
