@@ -1,6 +1,7 @@
 """``python -m grading check``: is every assignment ready to hand out?
 
-1. Lint (``grading.lint``): conventions, points, setup cell, no outputs, notebooks/ up to date.
+1. Lint (``grading.lint``): conventions, points, setup cell, no outputs, solution notebooks built
+   from their text sources (solutions/NN_topic/NN_topic.py), notebooks/ up to date.
 2. Unless ``--lint-only``: execute every solution notebook and every student notebook through
    nbgrader (``grading.engine.execute``: the validator's preprocessors plus autograde's stderr
    filter, course configuration, fast mode) and demand that

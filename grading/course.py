@@ -40,7 +40,8 @@ SETUP_METADATA = {
     "solution": False,
     "task": False,
 }
-#: Cell id given to a setup cell inserted into a notebook that had none (nbformat >= 4.5).
+#: Cell id of the setup cell (the build of a text source gives it this id; ``new_setup_cell``
+#: too, for a notebook that had none).
 SETUP_CELL_ID = "course-setup"
 
 

@@ -27,7 +27,8 @@ to the full nbgrader v3 dictionary (``schema_version: 3`` and all of ``grade``, 
 when the expansion gives it back exactly; anything else is written in full,
 ``nbgrader={"grade": true, ...}``.  Any other cell metadata (``tags=["raises-exception"]``,
 ``deletable=false``, ...) is written as ``key=value`` too and reaches the notebook unchanged.
-Jupyter's view state (``collapsed``, ``scrolled``, ``execution``, ...) is not kept.
+Jupyter's view state (``collapsed``, ``scrolled``, ``execution``, ...) is not kept, and no cell
+ends in blank lines (the blank lines before the next ``# %%`` are layout).
 
 The setup cell's body in the script is one comment (:data:`SETUP_PLACEHOLDER`): the build fills in
 ``grading.setup_cell.SOURCE``, the one place where that cell is edited.
@@ -48,6 +49,15 @@ What the build adds
   then builds different content) and would lose those changes.
 
 No notebook-level metadata is kept in the script: the build always writes the standard kernelspec.
+
+Editing in JupyterLab
+=====================
+
+Either open the built ``.ipynb``, edit and save, then ``python -m grading import NN`` (and
+``python -m grading release NN``); or, with jupytext's JupyterLab extension installed, open the
+``.py`` itself as a notebook (right click > Open With > Jupytext Notebook): its cells then show
+the compact headers as cell metadata, and saving writes the ``.py``.  Do not pair the two files
+with jupytext: release, not jupytext, writes the ``.ipynb``.
 """
 from __future__ import annotations
 
@@ -224,6 +234,19 @@ def _marker_lines(text: str) -> List[int]:
     return [i for i, line in enumerate(text.splitlines(), 1) if MARKER_RE.match(line)]
 
 
+def _header_end(lines: List[str]) -> int:
+    """Number of lines of the YAML header jupytext writes when it saves a script opened in
+    JupyterLab (``# ---`` ... ``# ---``), 0 when there is none.  The header is ignored."""
+    if not lines or lines[0].rstrip() != "# ---":
+        return 0
+    for i, line in enumerate(lines[1:], 1):
+        if line.rstrip() == "# ---":
+            return i + 1
+        if not line.startswith("#"):
+            break
+    return 0
+
+
 def _strip_view_state(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if k not in VIEW_STATE_KEYS}
 
@@ -241,12 +264,15 @@ def notebook_from_text(text: str, *, path: str = "<source>") -> nbformat.Noteboo
     markers = _marker_lines(text)
     lines = text.splitlines()
     first = markers[0] if markers else len(lines) + 1
-    stray = next((i for i, line in enumerate(lines[: first - 1], 1) if line.strip()), None)
+    start = _header_end(lines)
+    stray = next((i for i, line in enumerate(lines[start: first - 1], start + 1) if line.strip()),
+                 None)
     if stray is not None or not markers:
         raise SourceError("text before the first cell marker: every cell must start with a "
                           "'# %%' line ('# %% [markdown]' for markdown)", path,
                           stray if stray is not None else 1)
-    parsed = jupytext.reads(text, fmt=FORMAT)
+    # the header's metadata is not used; the cells start at the first marker
+    parsed = jupytext.reads("\n".join(lines[first - 1:]) + "\n", fmt=FORMAT)
     if len(parsed.cells) != len(markers):  # pragma: no cover - jupytext splits on the markers
         raise SourceError(f"jupytext read {len(parsed.cells)} cells but the file has "
                           f"{len(markers)} '# %%' markers", path)

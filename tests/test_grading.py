@@ -480,6 +480,22 @@ def test_release_builds_the_solution_notebook_only_when_bytes_change(fixture_cou
     assert lint.lint(fixture_course, release_files=False)[FIXTURE_ID] == []
 
 
+def test_jupytext_header_is_ignored_and_normalised_away(fixture_course):
+    """Saving the .py from JupyterLab through jupytext may add its YAML header: it builds the
+    same notebook; lint asks for the canonical layout, which release + import restore."""
+    py, ipynb = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    header = ("# ---\n# jupyter:\n#   jupytext:\n#     text_representation:\n#       extension: .py\n"
+              "#       format_name: percent\n#   kernelspec:\n#     name: python3\n# ---\n\n")
+    py.write_text(header + text, encoding="utf-8")
+    assert source.build(fixture_course, FIXTURE_ID) == ipynb.read_bytes()
+    problems = lint.lint(fixture_course, release_files=False)[FIXTURE_ID]
+    assert [p.code for p in problems] == ["source-format"] and "line 1" in str(problems[0])
+    assert main(["--root", str(fixture_course), "release", FIXTURE_ID]) == 0
+    assert main(["--root", str(fixture_course), "import", FIXTURE_ID]) == 0
+    assert py.read_text(encoding="utf-8") == text
+
+
 def test_release_fills_in_the_setup_cell(fixture_course, monkeypatch, capsys):
     assert main(["--root", str(fixture_course), "release"]) == 0
     monkeypatch.setattr(setup_cell, "SOURCE", setup_cell.SOURCE + "\n# a new line of the setup cell")
