@@ -94,8 +94,9 @@ from typing import Dict, List, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._checks import check_image_batch
+from ._checks import check_image_batch, check_model
 from .runtime import is_grading
+from .taps import eval_mode
 
 __all__ = [
     "MODEL_NAMES",
@@ -107,6 +108,7 @@ __all__ = [
     "load_model",
     "imagenet_labels",
     "torchvision_model_names",
+    "ProbabilitiesOnly",
 ]
 
 #: Names of the models whose weights ship with the course (usable offline).
@@ -565,3 +567,39 @@ def imagenet_labels() -> List[str]:
     'espresso'
     """
     return list(_imagenet_labels())
+
+
+class ProbabilitiesOnly:
+    """A black-box classifier API: images in, class probabilities out -- nothing else.
+
+    Wraps a model so that callers get only what a web API would give them: ``api(x)`` returns
+    softmax probabilities (N, K) as a plain tensor without autograd graph (computed under
+    ``torch.no_grad`` in eval mode, each submodule's mode restored afterwards).  No parameters,
+    no layers, no gradients.  ``api.queries`` counts the images sent so far (what such an API
+    would bill).
+
+    Perturbation methods still work (``helpers.saliency.occlusion_map(api, x, t,
+    output="probs")``); gradient methods fail with a clear error.  Shapes: x (N, 3, H, W) ->
+    (N, K).
+
+    >>> from helpers.testing.nets import TinyCNN
+    >>> api = ProbabilitiesOnly(TinyCNN(seed=0))
+    >>> p = api(torch.rand(2, 3, 16, 16))
+    >>> p.shape, p.requires_grad, api.queries
+    (torch.Size([2, 10]), False, 2)
+    """
+
+    def __init__(self, model):
+        check_model(model, module=False)
+        self._model = model
+        self.queries = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, "x", unit_range=False)
+        with eval_mode(self._model), torch.no_grad():
+            p = self._model(x.detach()).softmax(dim=1)
+        self.queries += int(x.shape[0])
+        return p.detach().clone()
+
+    def __repr__(self) -> str:
+        return f"ProbabilitiesOnly(<hidden model>, queries={self.queries})"
