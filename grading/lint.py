@@ -46,7 +46,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -73,6 +73,8 @@ class Problem:
     message: str
     cell: Optional[int] = None
     grade_id: Optional[str] = None
+    #: where the cell is written in the text source ("solutions/01_filters/01_filters.py line 42")
+    source_line: Optional[str] = None
 
     def __str__(self) -> str:
         where = self.path
@@ -80,6 +82,8 @@ class Problem:
             where += f" cell {self.cell}"
         if self.grade_id:
             where += f" [{self.grade_id}]"
+        if self.source_line:
+            where += f" ({self.source_line})"
         return f"{where}: {self.code}: {self.message}"
 
 
@@ -359,6 +363,26 @@ def lint_source(root: Path, assignment: str) -> List[Problem]:
     return problems
 
 
+def _with_source_lines(root: Path, assignment: str, path: Path, problems: List[Problem]
+                       ) -> List[Problem]:
+    """Add to each problem of a cell of the solution notebook the line of the text source where
+    that cell starts (when the notebook has as many cells as the text source)."""
+    src = course.source_path(root, assignment)
+    if path != course.solution_path(root, assignment) or not src.exists() \
+            or not any(p.cell is not None for p in problems):
+        return problems
+    starts = source.cell_lines(src.read_text(encoding="utf-8"))
+    try:
+        count = len(course.read_notebook(path).cells)
+    except Exception:  # noqa: BLE001 - reported as "unreadable"
+        return problems
+    if count != len(starts):
+        return problems
+    rel = src.relative_to(root).as_posix()
+    return [replace(p, source_line=f"{rel} line {starts[p.cell]}")
+            if p.cell is not None and p.cell < count else p for p in problems]
+
+
 def lint_release(root: Path, assignment: str, built: Optional[Dict[str, bytes]] = None
                  ) -> List[Problem]:
     """notebooks/<assignment>/ against a fresh build: missing, stale, orphaned, outputs."""
@@ -402,7 +426,7 @@ def lint(root: Path, assignments: Optional[Iterable[str]] = None, *, release_fil
         problems = lint_layout(root, aid)
         problems.extend(lint_source(root, aid))
         for path in course.solution_notebooks(root, aid):
-            problems.extend(lint_notebook(path, root))
+            problems.extend(_with_source_lines(root, aid, path, lint_notebook(path, root)))
         if release_files:
             problems.extend(lint_release(root, aid))
         out[aid] = problems

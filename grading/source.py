@@ -119,8 +119,9 @@ JUPYTEXT_MISREAD = {
     "title": "text after '# %%' that is not key=value metadata (a cell title) is not allowed",
 }
 
-#: First line of a cell in a script (jupytext's percent marker, with or without the space).
-MARKER_RE = re.compile(r"^\s*#\s*%%")
+#: First line of a cell in a script: what jupytext's percent format reads as a cell marker
+#: ("# %%" alone or before a space, "#%%", "# <codecell>", "# In[3]:"; not "# %%time").
+MARKER_RE = re.compile(r"^\s*#\s*(%%%*\s.*|%%|<codecell>|In\[[0-9 ]*\]:?)\s*$")
 #: A valid nbformat cell id.
 CELL_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: Cell id of the cells above the first graded cell.
@@ -232,6 +233,11 @@ def _is_number(value) -> bool:
 def _marker_lines(text: str) -> List[int]:
     """1-based line numbers of the cell markers of a script."""
     return [i for i, line in enumerate(text.splitlines(), 1) if MARKER_RE.match(line)]
+
+
+def cell_lines(text: str) -> List[int]:
+    """1-based line numbers where the cells of a script start (their ``# %%`` lines)."""
+    return _marker_lines(text)
 
 
 def _header_end(lines: List[str]) -> int:

@@ -248,6 +248,26 @@ def test_lint_message_names_the_cell(tmp_path):
     assert str(problem).startswith(f"solutions/{FIXTURE_ID}/{FIXTURE_ID}.ipynb cell 4 [double_test]")
 
 
+def test_lint_names_the_line_of_the_text_source(fixture_course):
+    """A problem in a cell of the solution notebook points at that cell's header in the .py."""
+    py, _ = _fixture_paths(fixture_course)
+    text = py.read_text(encoding="utf-8")
+    header = '# %% nbgrader="tests" id="double_test" points=3'
+    py.write_text(text.replace(header, header.replace("points=3", "points=5")), encoding="utf-8")
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    problems = lint.lint(fixture_course, release_files=False)[FIXTURE_ID]
+    (problem,) = [p for p in problems if p.code == "points-sum"]
+    assert problem.source_line is None  # not about one cell
+    nb, _ = _mutate("test-unlocked")
+    py.write_text(source.notebook_to_text(nb), encoding="utf-8")
+    assert main(["--root", str(fixture_course), "release"]) == 0
+    (problem,) = [p for p in lint.lint(fixture_course, release_files=False)[FIXTURE_ID]
+                  if p.code == "test-unlocked"]
+    line = _line_of(py.read_text(encoding="utf-8"), '"grade_id": "double_test"')  # a full dict
+    assert str(problem).startswith(f"solutions/{FIXTURE_ID}/{FIXTURE_ID}.ipynb cell 4 [double_test] "
+                                   f"(solutions/{FIXTURE_ID}/{FIXTURE_ID}.py line {line}): ")
+
+
 def test_cell_ids_rule_reads_the_file(tmp_path):
     """nbformat invents random ids for cells without one (and the release would change on every
     run), so the rule must look at the raw JSON."""
@@ -372,6 +392,7 @@ def test_other_metadata_and_unusual_nbgrader_survive_the_round_trip():
         "grade": True, "solution": True, "locked": True, "task": False, "points": 1,
         "grade_id": "odd", "schema_version": 3}})
     nb.cells.append(odd)
+    nb.cells.append(nbformat.v4.new_code_cell("%%time\n%matplotlib inline\n!ls\nx = 1  # In[3]:"))
     nb.cells[1].metadata["collapsed"] = True  # view state: dropped
     text = source.notebook_to_text(nb)
     assert 'tags=["raises-exception"] deletable=false' in text
