@@ -37,15 +37,18 @@ True
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import contextlib
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive_int, check_tensor
+from ._checks import (check_choice, check_model, check_number, check_positive_int, check_tensor,
+                      model_device)
 from .runtime import progress as _progress
+from .taps import eval_mode
 
 __all__ = [
     "load_digits",
@@ -89,10 +92,11 @@ def load_digits(*, split: str = "train", seed: int = 0, test_size: float = DIGIT
     from sklearn.model_selection import train_test_split
 
     check_choice(split, "split", ["train", "test", "all"])
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
-        raise ValueError(f"test_size must be a float strictly between 0 and 1, got {test_size!r}")
+    check_number(seed, "seed", minimum=0, integer=True)
+    test_size = check_number(test_size, "test_size", minimum=0, maximum=1, strict=True,
+                             hint="the held-out fraction")
+    if test_size == 1:
+        raise ValueError("test_size must be < 1 (the held-out fraction), got 1")
 
     data = _sk_load_digits()
     images = data.images.astype(np.float32) / 16.0          # (1797, 8, 8), values 0..1
@@ -137,8 +141,8 @@ class DigitsCNN(nn.Module):
             raise ValueError(f"channels must be a pair of ints (conv1, conv2), got {channels!r}")
         c1 = check_positive_int(channels[0], "channels[0]")
         c2 = check_positive_int(channels[1], "channels[1]")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        if seed is not None:
+            check_number(seed, "seed", minimum=0, integer=True)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -163,42 +167,68 @@ class DigitsCNN(nn.Module):
 
 
 def _check_xy(X, y) -> None:
+    """A labelled data set: X float (N, ...) and y int64 (N,), N >= 1."""
     check_tensor(X, "X", ndim=4, floating=True)
     check_tensor(y, "y", ndim=1)
     if y.dtype != torch.int64:
         raise TypeError(f"y must be an int64 (long) tensor of class labels, got {y.dtype}")
     if X.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"X and y must hold the same number of examples, got X with {X.shape[0]} and y with "
-            f"{y.shape[0]}"
-        )
+        raise ValueError(f"X and y must hold the same number of examples, got X with {X.shape[0]} "
+                         f"and y with {y.shape[0]}")
     if X.shape[0] == 0:
         raise ValueError("X and y must not be empty")
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+#: The loss of one mini-batch, ``batch_loss(model, xb, yb) -> scalar tensor``.
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _cross_entropy(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(xb), yb)
+
+
+@contextlib.contextmanager
+def _training(model: nn.Module, params: Sequence[nn.Parameter], device: torch.device,
+              num_threads: Optional[int]) -> Iterator[None]:
+    """Train mode and ``num_threads`` CPU threads while the block runs.  Afterwards every
+    submodule's own train flag and the thread setting are restored and the ``.grad`` of
+    ``params`` is cleared -- also when the block raises."""
+    threads_before = torch.get_num_threads()
+    with eval_mode(model):                  # on exit: every submodule's own flag, as before
+        model.train()
+        if num_threads is not None and device.type == "cpu":
+            torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != threads_before:
+                torch.set_num_threads(threads_before)
+            for p in params:
+                p.grad = None
 
 
 def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 30,
                      lr: float = 1e-2, batch_size: int = 64, weight_decay: float = 0.0,
-                     seed: int = 0, progress: bool = True, num_threads: Optional[int] = 1
-                     ) -> List[float]:
-    """Train ``model`` on (X, y) with Adam and cross-entropy; return the mean loss of every epoch.
+                     seed: int = 0, batch_loss: Optional[BatchLoss] = None,
+                     progress: bool = True, num_threads: Optional[int] = 1) -> List[float]:
+    """Train ``model`` on (X, y) with Adam (Kingma & Ba, 2015); return the mean loss of every epoch.
 
     Minimises :math:`\\frac{1}{B}\\sum_i -\\log \\mathrm{softmax}(f(x_i))_{y_i}` over shuffled
-    mini-batches.  The shuffling uses its own generator seeded with ``seed``, so two runs from
-    the same initial weights give the same weights (on CPU).  The data follow the model's device;
-    the model's train/eval mode is restored at the end (its weights are, of course, changed).
+    mini-batches of ``batch_size`` examples.  The shuffling uses its own generator seeded with
+    ``seed``, so two runs from the same initial weights give the same weights (on CPU).  The data
+    follow the model's device; the train/eval mode of every submodule, PyTorch's thread setting and
+    the parameters' ``.grad`` are restored at the end (the weights, of course, change).
 
     Parameters
     ----------
-    model : nn.Module mapping X to logits (N, n_classes).
-    X : float tensor (N, ...); y : int64 tensor (N,).
-    epochs, batch_size : positive ints.  lr, weight_decay : floats (Adam).
-    seed : int, seeds the mini-batch order.  progress : show a progress bar over epochs.
+    model : nn.Module mapping X to logits (N, n_classes), with trainable parameters.
+    X : float tensor (N, C, H, W); y : int64 tensor (N,).
+    epochs, batch_size : positive ints.  lr > 0, weight_decay >= 0 : Adam's settings.
+    seed : int >= 0, seeds the mini-batch order.
+    batch_loss : None (cross-entropy of ``model(xb)`` against ``yb``) or a function
+        ``(model, xb, yb) -> scalar loss`` called in train mode on every mini-batch -- e.g. one that
+        first attacks ``xb`` (adversarial training, ``helpers.adversarial``).
+    progress : show a progress bar over epochs.
     num_threads : int or None.  CPU threads PyTorch may use while training on the CPU; the
         previous setting is restored afterwards.  The default 1 is deliberate: the network is so
         small that extra threads only add synchronisation, and on a busy 2-core machine two
@@ -216,53 +246,41 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
     >>> len(history)
     2
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     _check_xy(X, y)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(weight_decay, (int, float)) or isinstance(weight_decay, bool) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_number(lr, "lr", minimum=0, strict=True)
+    check_number(weight_decay, "weight_decay", minimum=0)
+    check_number(seed, "seed", minimum=0, integer=True)
     if num_threads is not None:
         check_positive_int(num_threads, "num_threads")
+    if batch_loss is not None and not callable(batch_loss):
+        raise TypeError(f"batch_loss must be None or a function (model, xb, yb) -> loss, got "
+                        f"{type(batch_loss).__name__}")
+    loss_of = _cross_entropy if batch_loss is None else batch_loss
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
 
-    device = _model_device(model)
-    X = X.detach().to(device)
-    y = y.detach().to(device)
+    device = model_device(model)
+    X, y = X.detach().to(device), y.detach().to(device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     n = X.shape[0]
     history: List[float] = []
-    was_training = model.training
-    threads_before = torch.get_num_threads()
-    if num_threads is not None and device.type == "cpu":
-        torch.set_num_threads(num_threads)
-    model.train()
-    try:
+    with _training(model, params, device, num_threads):
         for _ in _progress(range(epochs), desc="training", disable=None if progress else True):
             order = torch.randperm(n, generator=generator).to(device)
             total = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                loss = F.cross_entropy(model(X[idx]), y[idx])
+                loss = loss_of(model, X[idx], y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * idx.numel()
             history.append(total / n)
-    finally:
-        model.train(was_training)
-        if torch.get_num_threads() != threads_before:
-            torch.set_num_threads(threads_before)
-        for p in params:
-            p.grad = None
     return history
 
 
@@ -270,7 +288,9 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> float:
     """Fraction of examples whose arg-max logit equals the label, in [0, 1].
 
-    Runs in eval mode without gradients and restores the model's mode afterwards.
+    .. math::  \\mathrm{acc} = \\frac{1}{N} \\sum_i [\\arg\\max_k f(x_i)_k = y_i]
+
+    Runs in eval mode without gradients and restores the mode of every submodule afterwards.
 
     Example
     -------
@@ -278,34 +298,30 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_size: 
     >>> 0.0 <= accuracy(DigitsCNN(seed=0), X, y) <= 1.0
     True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     _check_xy(X, y)
     check_positive_int(batch_size, "batch_size")
-    device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        correct = 0
+    device = model_device(model)
+    correct = 0
+    with eval_mode(model):
         for start in range(0, X.shape[0], batch_size):
             xb = X[start:start + batch_size].to(device)
             yb = y[start:start + batch_size].to(device)
             correct += int((model(xb).argmax(dim=1) == yb).sum())
-    finally:
-        model.train(was_training)
     return correct / X.shape[0]
 
 
-def trained_digits_cnn(*, seed: int = 0, epochs: int = 30, progress: bool = False,
+def trained_digits_cnn(*, seed: int = 0, epochs: int = 30, progress: bool = True,
                        device: Optional[torch.device] = None) -> DigitsCNN:
     """Build ``DigitsCNN(seed=seed)``, train it on the training split, return it in eval mode.
 
-    A one-liner for notebooks that need a working digits classifier (assignments 02 and 05);
-    it takes a few seconds on a CPU and is deterministic on CPU for a given ``seed``.
+    A one-liner for notebooks that need a working digits classifier (assignments 01, 02 and 05):
+    :func:`train_classifier` with its defaults.  It takes a few seconds on a CPU and is
+    deterministic on CPU for a given ``seed``.
 
     Example
     -------
-    >>> model = trained_digits_cnn(seed=0)
+    >>> model = trained_digits_cnn(seed=0, progress=False)
     >>> X, y = load_digits(split="test")
     >>> accuracy(model, X, y) > 0.95
     True

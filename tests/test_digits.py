@@ -1,6 +1,8 @@
 """Tests for helpers.digits: data, the small CNN, training and accuracy."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,10 @@ def test_load_digits_is_deterministic_and_seeded():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(split="valid"), "split must be one of"),
-    (dict(seed=-1), "seed must be a non-negative int"),
-    (dict(test_size=1.5), "test_size must be a float strictly between 0 and 1"),
+    (dict(seed=-1), "seed must be >= 0"),
+    (dict(test_size=1.5), r"test_size must be <= 1 \(the held-out fraction\)"),
+    (dict(test_size=1.0), "test_size must be < 1"),
+    (dict(test_size=0.0), "test_size must be > 0"),
 ])
 def test_load_digits_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -151,9 +155,13 @@ def test_accuracy_by_hand_and_mode_restored():
     (dict(X=torch.zeros(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long), epochs=0), ValueError,
      "epochs must be an int >= 1"),
     (dict(X=torch.zeros(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long), lr=-1.0), ValueError,
-     "lr must be a positive number"),
+     "lr must be > 0"),
     (dict(X=torch.zeros(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long), num_threads=0), ValueError,
      "num_threads must be an int >= 1"),
+    (dict(X=torch.zeros(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long), seed=-2), ValueError,
+     "seed must be >= 0"),
+    (dict(X=torch.zeros(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long), batch_loss="ce"), TypeError,
+     "batch_loss must be None or a function"),
 ])
 def test_train_classifier_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -162,9 +170,56 @@ def test_train_classifier_errors(kwargs, exc, match):
 
 def test_trained_digits_cnn_is_train_classifier_in_one_call(data):
     (X, y), _ = data
-    model = trained_digits_cnn(seed=3, epochs=2)
+    assert inspect.signature(trained_digits_cnn).parameters["progress"].default is True
+    model = trained_digits_cnn(seed=3, epochs=2, progress=False)
     assert not model.training
     reference = DigitsCNN(seed=3)
     train_classifier(reference, X, y, epochs=2, seed=3, progress=False)
     for p, q in zip(model.parameters(), reference.parameters()):
         assert torch.equal(p, q)
+
+
+def test_training_restores_every_submodule_mode_also_on_error(data):
+    (X, y), _ = data
+    model = DigitsCNN(seed=0).train()
+    model.conv1.eval()                             # a model that mixes modes on purpose
+    train_classifier(model, X[:64], y[:64], epochs=1, progress=False)
+    assert model.training and not model.conv1.training and model.fc.training
+    threads = torch.get_num_threads()
+
+    def broken(model, xb, yb):
+        assert model.training, "batch_loss runs in train mode"
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train_classifier(model, X[:64], y[:64], epochs=1, batch_loss=broken, progress=False)
+    assert model.training and not model.conv1.training
+    assert torch.get_num_threads() == threads
+    assert all(p.grad is None for p in model.parameters())
+    with torch.no_grad():
+        accuracy(model, X[:8], y[:8])
+    assert model.training and not model.conv1.training
+
+
+def test_batch_loss_replaces_cross_entropy(data):
+    (X, y), _ = data
+    import torch.nn.functional as F
+
+    seen = []
+
+    def ce(model, xb, yb):
+        seen.append(xb.shape[0])
+        return F.cross_entropy(model(xb), yb)
+
+    a, b = DigitsCNN(seed=0), DigitsCNN(seed=0)
+    h_a = train_classifier(a, X[:100], y[:100], epochs=2, batch_size=32, progress=False)
+    h_b = train_classifier(b, X[:100], y[:100], epochs=2, batch_size=32, batch_loss=ce,
+                           progress=False)
+    assert h_a == h_b and seen == [32, 32, 32, 4] * 2
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    # a different loss trains a different model
+    c = DigitsCNN(seed=0)
+    train_classifier(c, X[:100], y[:100], epochs=2, batch_size=32, progress=False,
+                     batch_loss=lambda m, xb, yb: F.cross_entropy(m(xb), yb, label_smoothing=0.3))
+    assert not torch.equal(c.fc.weight, a.fc.weight)

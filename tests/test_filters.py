@@ -33,13 +33,6 @@ from helpers.filters import (
 from helpers.testing import forbid
 
 
-@pytest.fixture(scope="module")
-def model():
-    from helpers.models import load_model
-
-    return load_model("efficientnet_lite0")
-
-
 def _rand(*shape, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=dtype)
@@ -121,13 +114,16 @@ def test_conv2d_naive_does_not_modify_inputs():
     (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(2, 4, 3, 3)), "C_in = 3"),
     (dict(x=torch.zeros(1, 3, 5, 5, dtype=torch.long), weight=torch.zeros(1, 3, 3, 3)),
      "x must be a floating-point"),
-    (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), stride=0), "stride must be >= 1"),
+    (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), stride=0),
+     "stride must be an int >= 1"),
     (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), padding=-1),
-     "padding must be >= 0"),
+     "padding must be an int >= 0"),
+    (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), stride=(1, 0)),
+     "stride must be an int >= 1"),
     (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), stride=(1, 2, 3)),
      "stride must be an int or a pair"),
     (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(1, 3, 3, 3), padding=1.5),
-     "padding must be an int or a pair"),
+     "padding must be an int >= 0"),
     (dict(x=torch.zeros(1, 3, 2, 2), weight=torch.zeros(1, 3, 3, 3)), "larger than the padded"),
     (dict(x=torch.zeros(1, 3, 5, 5), weight=torch.zeros(2, 3, 3, 3), bias=torch.zeros(3)),
      r"bias must have shape \(C_out,\)"),
@@ -232,12 +228,13 @@ def test_gabor_kernel_orientation_and_phase():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(size=4, sigma=1.0, theta=0.0, lambd=3.0), "size must be an odd int"),
-    (dict(size=0, sigma=1.0, theta=0.0, lambd=3.0), "size must be an odd int"),
-    (dict(size=3.0, sigma=1.0, theta=0.0, lambd=3.0), "size must be an odd int"),
-    (dict(size=5, sigma=0.0, theta=0.0, lambd=3.0), "sigma must be a positive"),
-    (dict(size=5, sigma=1.0, theta=0.0, lambd=-3.0), "lambd must be a positive"),
-    (dict(size=5, sigma=1.0, theta=0.0, lambd=3.0, gamma=0), "gamma must be a positive"),
+    (dict(size=4, sigma=1.0, theta=0.0, lambd=3.0), "size must be odd"),
+    (dict(size=0, sigma=1.0, theta=0.0, lambd=3.0), r"size must be >= 1 \(an odd kernel size\)"),
+    (dict(size=3.0, sigma=1.0, theta=0.0, lambd=3.0), "size must be an int"),
+    (dict(size=5, sigma=0.0, theta=0.0, lambd=3.0), "sigma must be > 0"),
+    (dict(size=5, sigma=1.0, theta=0.0, lambd=-3.0), "lambd must be > 0"),
+    (dict(size=5, sigma=1.0, theta=0.0, lambd=3.0, gamma=0), "gamma must be > 0"),
+    (dict(size=5, sigma=1.0, theta="0", lambd=3.0), "theta must be a number"),
     (dict(size=5, sigma=1.0, theta=float("nan"), lambd=3.0), "theta must be a finite"),
 ])
 def test_gabor_kernel_errors(kwargs, match):
@@ -265,9 +262,11 @@ def test_gabor_bank_layout_and_signs():
         torch.testing.assert_close(bank[j], -bank[i], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="wavelengths must hold"):
         gabor_bank(5, wavelengths=())
+    with pytest.raises(ValueError, match="wavelengths\\[\\] must be > 0"):
+        gabor_bank(5, wavelengths=(4.0, 0.0))
     with pytest.raises(ValueError, match="n_orientations must be"):
         gabor_bank(5, n_orientations=0)
-    with pytest.raises(ValueError, match="size must be an odd"):
+    with pytest.raises(ValueError, match="size must be odd"):
         gabor_bank(6)
 
 
@@ -382,15 +381,17 @@ def test_gaussian_kernel_matches_scipy_and_blur():
 
 
 def test_filter_errors():
-    with pytest.raises(ValueError, match="size must be an odd"):
+    with pytest.raises(ValueError, match="size must be odd"):
         gaussian_kernel(4, 1.0)
-    with pytest.raises(ValueError, match="sigma must be a positive"):
+    with pytest.raises(ValueError, match="sigma must be > 0"):
         gaussian_kernel(5, 0.0)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        gaussian_blur(torch.zeros(1, 1, 5, 5), -1.0)
     with pytest.raises(ValueError, match="kernel must have odd height and width"):
         apply_filter(torch.zeros(1, 1, 5, 5), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="padding must be one of"):
         apply_filter(torch.zeros(1, 1, 5, 5), torch.zeros(3, 3), padding="mirror")
-    with pytest.raises(ValueError, match="image must be a 4-D"):
+    with pytest.raises(ValueError, match="x must be a 4-D"):
         apply_filter(torch.zeros(5, 5), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="kernel must be a 2-D"):
         apply_filter(torch.zeros(1, 1, 5, 5), torch.zeros(1, 3, 3))
@@ -454,7 +455,7 @@ def test_template_match_on_a_photo_finds_the_other_eye():
 def test_template_match_errors():
     with pytest.raises(ValueError, match="template must have the 3 channel"):
         template_match(torch.zeros(1, 3, 10, 10), torch.zeros(1, 3, 3))
-    with pytest.raises(ValueError, match="must not be larger than image"):
+    with pytest.raises(ValueError, match="must not be larger than the images x"):
         template_match(torch.zeros(1, 1, 4, 4), torch.zeros(1, 5, 5))
     with pytest.raises(ValueError, match="template must be a 3-D or 4-D"):
         template_match(torch.zeros(1, 1, 4, 4), torch.zeros(3, 3))
@@ -531,9 +532,167 @@ def test_stem_and_depthwise_filters(model):
         dw = depthwise_filters(model, s, b)
         assert dw.shape == shape
         assert torch.equal(dw, model.stages[s][b].depthwise.conv.weight)
-    with pytest.raises(ValueError, match=r"stage must be an int in 0\.\.6"):
+    with pytest.raises(ValueError, match=r"stage must be <= 6 \(the index of one of the model's 7"):
         depthwise_filters(model, 7)
-    with pytest.raises(ValueError, match=r"block must be an int in 0\.\.0"):
+    with pytest.raises(ValueError, match=r"block must be <= 0 \(stage 0 has 1 block"):
         depthwise_filters(model, 0, 1)
+    with pytest.raises(TypeError, match="stage must be an int"):
+        depthwise_filters(model, 1.0)
     with pytest.raises(TypeError, match="model must be a course EfficientNet-Lite"):
         stem_filters(nn.Sequential(nn.Conv2d(3, 8, 3)))
+
+
+# ------------------------------------------------------------------------------------------------
+# the package: one idea per module, the same public names as before
+# ------------------------------------------------------------------------------------------------
+def test_package_reexports_every_public_name_from_its_module():
+    import helpers.filters as pkg
+    from helpers.filters import convolution, kernels, learned, matching
+
+    parts = [convolution, kernels, learned, matching]
+    names = [n for m in parts for n in m.__all__]
+    assert sorted(names) == sorted(pkg.__all__) and len(set(names)) == len(names)
+    for m in parts:
+        for n in m.__all__:
+            assert getattr(pkg, n) is getattr(m, n)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers.testing.filters: the checks of the notebook's test cells
+# ------------------------------------------------------------------------------------------------
+def _unfold_conv(x, weight, bias=None, *, stride=1, padding=0):
+    """An independent convolution (unfold + matrix product), as a student might write it."""
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))      # (N, C*kh*kw, L)
+    out = (weight.reshape(c_out, -1) @ cols).reshape(
+        n, c_out, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def _formula_gabor(size, *, sigma, theta, lambd, psi=0.0, gamma=0.5, trig=torch.cos):
+    r = size // 2
+    y, x = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64)
+    xr = x * np.cos(theta) + y * np.sin(theta)
+    yr = -x * np.sin(theta) + y * np.cos(theta)
+    env = np.exp(-(xr ** 2 + gamma ** 2 * yr ** 2) / (2 * sigma ** 2))
+    return (torch.from_numpy(env) * trig(torch.from_numpy(2 * np.pi * xr / lambd + psi))).float()
+
+
+def _corrcoef_match(filters, bank):
+    f = filters.mean(dim=1) if filters.ndim == 4 else filters
+    if f.shape[-2:] != bank.shape[-2:]:
+        raise ValueError("sizes differ")
+    k = f.shape[0]
+    corr = torch.corrcoef(torch.cat([f.reshape(k, -1), bank.reshape(len(bank), -1)]).double())
+    corr = corr[:k, k:].nan_to_num(0.0)
+    best, idx = corr.max(dim=1)
+    return idx, best.float()
+
+
+def test_check_conv2d_passes_a_correct_answer_and_names_the_slips():
+    from helpers.testing.filters import check_conv2d, check_conv2d_gradients
+
+    x, w, b = _rand(2, 3, 9, 8, seed=30), _rand(4, 3, 3, 3, seed=31), _rand(4, seed=32)
+    out = check_conv2d(_unfold_conv, x, w, b, stride=(2, 1), padding=(1, 2))
+    assert out.shape == (2, 4, 5, 10)
+    check_conv2d_gradients(_unfold_conv, x, w, b, stride=2, padding=1)
+    def in_place(x, w, b=None, **options):
+        x.add_(1.0)                         # edits the caller's tensor
+        return _unfold_conv(x - 1.0, w, b, **options)
+
+    slips = {
+        "kernel is flipped": lambda x, w, b=None, **o: _unfold_conv(x, w.flip(-1, -2), b, **o),
+        "bias is missing": lambda x, w, b=None, **o: _unfold_conv(x, w, None, **o),
+        "without calling torch.nn.functional.conv2d": lambda x, w, b=None, **o: F.conv2d(x, w, b,
+                                                                                          **o),
+        "the input x was modified in place": in_place,
+        "bottom and right": lambda x, w, b=None, *, stride=1, padding=0: _unfold_conv(
+            F.pad(x, (0, 2 * padding, 0, 2 * padding)), w, b, stride=stride),
+        "expected shape": lambda x, w, b=None, **o: _unfold_conv(x, w, b, **o)[..., 1:],
+    }
+    for expected_words, wrong in slips.items():
+        with pytest.raises(AssertionError, match=expected_words):
+            check_conv2d(wrong, x.clone(), w, b, padding=1)
+    with pytest.raises(AssertionError, match="autograd cannot differentiate"):
+        check_conv2d_gradients(lambda x, w, b=None, **o: _unfold_conv(x, w, b, **o).detach(), x, w)
+
+
+def test_check_gabor_passes_a_correct_answer_and_names_the_slips():
+    from helpers.testing.filters import check_gabor
+
+    params = dict(sigma=2.5, theta=0.6, lambd=5.0, psi=0.4, gamma=0.7)
+    assert check_gabor(_formula_gabor, 9, **params).shape == (9, 9)
+    with pytest.raises(AssertionError, match="sin instead of cos"):
+        check_gabor(lambda s, **p: _formula_gabor(s, **p, trig=torch.sin), 9, **params)
+    with pytest.raises(AssertionError, match="theta is used as degrees"):
+        check_gabor(lambda s, **p: _formula_gabor(s, **{**p, "theta": math.radians(p["theta"])}),
+                    9, **params)
+    with pytest.raises(AssertionError, match="should return a float32 tensor"):
+        check_gabor(lambda s, **p: _formula_gabor(s, **p).double(), 9, **params)
+    import helpers.filters as pkg
+
+    with pytest.raises(AssertionError, match="must be implemented without calling"):
+        check_gabor(lambda s, **p: pkg.gabor_kernel(s, **p), 9, **params)
+    with pytest.raises(AssertionError, match="is not close"):          # no known slip: the values
+        check_gabor(lambda s, **p: _formula_gabor(s, **p) * 1.1, 9, **params)
+
+
+def test_check_best_matching_gabor_passes_a_correct_answer_and_names_the_slips():
+    from helpers.testing.filters import assert_raises, check_best_matching_gabor
+
+    bank, _ = gabor_bank(5)
+    filters = torch.cat([torch.full((1, 5, 5), 2.0), bank[[5]], -bank[[0]],
+                         _rand(3, 5, 5, seed=33, dtype=torch.float32)])
+    idx, r = check_best_matching_gabor(_corrcoef_match, filters, bank, what="mixed filters")
+    assert idx.shape == (6,) and r.shape == (6,)
+    check_best_matching_gabor(lambda f, b: (torch.full((1,), 7), torch.zeros(1)),  # a tie: any
+                              torch.ones(1, 5, 5), bank, what="a constant filter")  # index is fine
+
+    def absolute(f, b):
+        corr = torch.corrcoef(torch.cat([f.reshape(1, -1), b.reshape(len(b), -1)]).double())
+        best, i = corr[:1, 1:].abs().max(dim=1)
+        return i, best.float()
+
+    with pytest.raises(AssertionError, match="absolute value of the correlation"):
+        check_best_matching_gabor(absolute, -bank[[0]], bank, what="-bank[0]")
+    with pytest.raises(AssertionError, match="should return a pair"):
+        check_best_matching_gabor(lambda f, b: _corrcoef_match(f, b)[0], filters, bank, what="x")
+    with pytest.raises(AssertionError, match="should be an int64 tensor"):
+        check_best_matching_gabor(lambda f, b: (_corrcoef_match(f, b)[0].int(),
+                                                _corrcoef_match(f, b)[1]), filters, bank, what="x")
+    assert_raises(ValueError, _corrcoef_match, torch.zeros(2, 3, 3), bank, why="sizes differ")
+
+
+def test_check_normalize_filters_and_assert_raises_messages():
+    from helpers.testing.filters import assert_raises, check_normalize_filters
+
+    def numpy_normalize(w):
+        a = w.numpy().reshape(len(w), -1)
+        lo, hi = a.min(1, keepdims=True), a.max(1, keepdims=True)
+        span = np.where(hi - lo > 1e-8, hi - lo, 1.0)
+        out = np.where(hi - lo > 1e-8, (a - lo) / span, 0.5)
+        return torch.from_numpy(out.reshape(w.shape)).to(w.dtype)
+
+    w = _rand(5, 3, 3, 3, seed=34)
+    w[2] = 1.5
+    check_normalize_filters(numpy_normalize, w)
+    with pytest.raises(AssertionError, match="over the whole tensor, not per filter"):
+        check_normalize_filters(lambda w: (w - w.min()) / (w.max() - w.min()), w)
+    with pytest.raises(AssertionError, match="filter 2 is constant"):
+        check_normalize_filters(lambda w: numpy_normalize(w).nan_to_num(0.0) * (w != 1.5), w)
+    with pytest.raises(AssertionError, match=r"normalize_filters is not implemented yet"):
+        def normalize_filters(w):
+            raise NotImplementedError()
+        check_normalize_filters(normalize_filters, w)
+    with pytest.raises(AssertionError, match=r"int\('7'\) should raise a ValueError \(why\), but "
+                                             r"it returned 7"):
+        assert_raises(ValueError, int, "7", why="why")
+    with pytest.raises(AssertionError, match="should raise a ValueError .*, got TypeError"):
+        assert_raises(ValueError, int, None, why="why")
+    with pytest.raises(AssertionError, match="gabor_kernel is not implemented yet"):
+        def gabor_kernel(size):
+            raise NotImplementedError()
+        assert_raises(ValueError, gabor_kernel, 4, why="even size")

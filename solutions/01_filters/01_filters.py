@@ -58,7 +58,6 @@ from helpers.images import load_image
 from helpers.models import imagenet_labels, load_model
 from helpers.plotting import show_filters, show_images
 from helpers.taps import features
-from helpers.testing import assert_close, assert_shape, call_student, forbid
 
 plt.rcParams["figure.dpi"] = 90
 
@@ -199,44 +198,23 @@ def normalize_filters(weight):
 # Tests for Exercise 1 (normalize_filters).
 import torch
 import helpers
-import helpers.plotting
-from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
+from helpers.testing.filters import check_normalize_filters
 
-# A hand-made example: filter 0 spans [-1, 3]; filter 1 is constant.
-_w = torch.tensor([[[-1.0, 0.0], [1.0, 3.0]],
-                   [[2.0, 2.0], [2.0, 2.0]]])
-_expected = torch.tensor([[[0.0, 0.25], [0.5, 1.0]],
-                          [[0.5, 0.5], [0.5, 0.5]]])
-assert_close(call_student(normalize_filters, _w.clone()), _expected, name="normalize_filters(w)",
-             hint="use each filter's own min and max; a constant filter becomes 0.5")
-
+# A hand-made example: filter 0 spans [-1, 3] -> [0, 0.25, 0.5, 1]; filter 1 is constant -> 0.5.
+check_normalize_filters(normalize_filters, torch.tensor([[[-1.0, 0.0], [1.0, 3.0]],
+                                                         [[2.0, 2.0], [2.0, 2.0]]]))
 # Two filters on very different scales: each must use the full range [0, 1] on its own.
-_w = torch.stack([torch.linspace(-0.01, 0.01, 27).reshape(3, 3, 3),
-                  torch.linspace(-5.0, 15.0, 27).reshape(3, 3, 3)])
-_out = call_student(normalize_filters, _w)
-assert_shape(_out, (2, 3, 3, 3), name="normalize_filters(w)")
-for _k in range(2):
-    assert abs(float(_out[_k].min())) < 1e-6 and abs(float(_out[_k].max()) - 1) < 1e-6, (
-        f"filter {_k} should span [0, 1] after normalisation, got "
-        f"[{float(_out[_k].min()):.4g}, {float(_out[_k].max()):.4g}]: is the min/max taken per "
-        f"filter (over dimensions 1, 2, 3), not over the whole tensor?")
+check_normalize_filters(normalize_filters, torch.stack([torch.linspace(-0.01, 0.01, 27),
+                                                        torch.linspace(-5.0, 15.0, 27)]).reshape(2, 3, 3, 3),
+                        what="two (3, 3, 3) filters, one tiny, one large")
 
 ### BEGIN HIDDEN TESTS
 helpers.seed_everything(0)
-_w4 = torch.randn(6, 3, 3, 3) * torch.tensor([1e-3, 0.1, 1, 10, 100, 1]).view(6, 1, 1, 1) + 3
-_w4[5] = -2.5                                         # a constant filter among others
-_w3 = torch.randn(5, 7, 7)
-_w64 = torch.randn(4, 2, 5, 5, dtype=torch.float64)
-_cases = [(_w4, "a (6, 3, 3, 3) weight"), (_w3, "a (K, h, w) stack"), (_w64, "a float64 weight")]
-_expected = [ref.normalize_filters(_c) for _c, _ in _cases]
-_copies = [_c.clone() for _c, _ in _cases]
-with forbid((helpers.plotting, "rescale"), (ref, "normalize_filters"), name="normalize_filters"):
-    _outs = [call_student(normalize_filters, _c) for _c, _ in _cases]
-for (_c, _what), _e, _o, _copy in zip(_cases, _expected, _outs, _copies):
-    assert_close(_o, _e, name=f"normalize_filters on {_what}", atol=1e-6)
-    assert _o.dtype == _c.dtype, f"normalize_filters should keep the dtype {_c.dtype}, got {_o.dtype}"
-    assert torch.equal(_c, _copy), "normalize_filters must not modify its input in place"
+_w = torch.randn(6, 3, 3, 3) * torch.tensor([1e-3, 0.1, 1, 10, 100, 1]).view(6, 1, 1, 1) + 3
+_w[5] = -2.5                                                     # a constant filter among others
+check_normalize_filters(normalize_filters, _w, what="a (6, 3, 3, 3) weight with a constant filter")
+check_normalize_filters(normalize_filters, torch.randn(5, 7, 7), what="a (K, h, w) stack")
+check_normalize_filters(normalize_filters, torch.randn(4, 2, 5, 5, dtype=torch.float64), what="a float64 weight")
 ### END HIDDEN TESTS
 print("Exercise 1: all visible tests passed.")
 
@@ -313,128 +291,59 @@ def conv2d_naive(x, weight, bias=None, *, stride=1, padding=0):
 
 
 # %% nbgrader="tests" id="conv2d_naive_basic_test" points=2
-# Tests for Exercise 2, part 1: no stride, no padding.
-import scipy.ndimage
-import scipy.signal
+# Tests for Exercise 2, part 1: no stride, no padding.  Each check compares with F.conv2d.
 import torch
-import torch.nn.functional as F
 import helpers
-from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
-
-_FORBIDDEN = ("torch.nn.functional.conv2d", "torch.nn.functional.conv1d",
-              "torch.nn.functional.conv3d", "torch.nn.functional.conv_transpose2d",
-              "torch.convolution", "scipy.signal.correlate", "scipy.signal.correlate2d",
-              "scipy.signal.convolve", "scipy.signal.convolve2d", "scipy.signal.fftconvolve",
-              "scipy.ndimage.correlate", "scipy.ndimage.convolve",
-              (ref, "conv2d_naive"), (ref, "apply_filter"))
-
-
-def _check_conv(x, w, b=None, what="", **kw):
-    """Compare conv2d_naive with F.conv2d (computed first), calling it with convolutions blocked."""
-    expected = F.conv2d(x, w, b, **kw)
-    flipped = F.conv2d(x, w.flip(-1, -2), b, **kw)
-    args = ", ".join(["x", "w"] + (["b"] if b is not None else []) + [f"{k}={v}" for k, v in kw.items()])
-    name = f"conv2d_naive({args}) {what}".strip()
-    with forbid(*_FORBIDDEN, name="conv2d_naive", reason="write the sum yourself"):
-        got = call_student(conv2d_naive, x, w, b, **kw)
-    if (isinstance(got, torch.Tensor) and got.shape == expected.shape
-            and torch.allclose(got, flipped, atol=1e-4) and not torch.allclose(got, expected, atol=1e-4)):
-        raise AssertionError(f"{name} equals a *flipped*-kernel (true) convolution. A CNN layer "
-                             f"computes cross-correlation: use w[o, c, u, v] * x[.., s*i + u, s*j + v], "
-                             f"without flipping the kernel.")
-    assert_close(got, expected, name=name, atol=1e-4, rtol=1e-4)
-
+from helpers.testing.filters import check_conv2d
 
 helpers.seed_everything(0)
-# 1. By hand: a 2x2 kernel of ones sums every 2x2 window of a 3x3 input.
-_x = torch.arange(9.0).reshape(1, 1, 3, 3)
-with forbid(*_FORBIDDEN, name="conv2d_naive"):
-    _got = call_student(conv2d_naive, _x, torch.ones(1, 1, 2, 2))
-assert_close(_got, torch.tensor([[[[8.0, 12.0], [20.0, 24.0]]]]), name="conv2d_naive(x, ones(1, 1, 2, 2))",
+# 1. By hand: a 2x2 kernel of ones sums every 2x2 window of a 3x3 input: [[8, 12], [20, 24]].
+check_conv2d(conv2d_naive, torch.arange(9.0).reshape(1, 1, 3, 3), torch.ones(1, 1, 2, 2),
              hint="out[i, j] is the sum of x[i:i+2, j:j+2]")
 # 2. One channel, an asymmetric kernel (so that a flipped kernel gives a different answer).
-_check_conv(torch.randn(1, 1, 6, 6), torch.randn(1, 1, 3, 3), what="(one channel)")
+check_conv2d(conv2d_naive, torch.randn(1, 1, 6, 6), torch.randn(1, 1, 3, 3), what="(one channel)")
 # 3. Several input and output channels, a batch of 2, with a bias.
-_check_conv(torch.randn(2, 3, 7, 7), torch.randn(4, 3, 3, 3), torch.randn(4), what="(batch, channels, bias)")
+check_conv2d(conv2d_naive, torch.randn(2, 3, 7, 7), torch.randn(4, 3, 3, 3), torch.randn(4),
+             what="(batch, channels, bias)")
 
 ### BEGIN HIDDEN TESTS
-_check_conv(torch.randn(3, 2, 9, 6), torch.randn(5, 2, 2, 4), torch.randn(5), what="(non-square)")
-_check_conv(torch.randn(1, 4, 5, 8), torch.randn(3, 4, 1, 1), what="(1x1 kernel)")
-_check_conv(torch.randn(2, 1, 5, 5), torch.randn(2, 1, 5, 5), torch.randn(2), what="(kernel = input size)")
-_check_conv(torch.randn(1, 3, 11, 10, dtype=torch.float64), torch.randn(6, 3, 3, 5, dtype=torch.float64),
-            what="(float64)")
+check_conv2d(conv2d_naive, torch.randn(3, 2, 9, 6), torch.randn(5, 2, 2, 4), torch.randn(5), what="(non-square)")
+check_conv2d(conv2d_naive, torch.randn(1, 4, 5, 8), torch.randn(3, 4, 1, 1), what="(1x1 kernel)")
+check_conv2d(conv2d_naive, torch.randn(2, 1, 5, 5), torch.randn(2, 1, 5, 5), torch.randn(2), what="(kernel = input size)")
+check_conv2d(conv2d_naive, torch.randn(1, 3, 11, 10, dtype=torch.float64),
+             torch.randn(6, 3, 3, 5, dtype=torch.float64), what="(float64)")
 ### END HIDDEN TESTS
 print("Exercise 2, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="conv2d_naive_stride_padding_test" points=3
-# Tests for Exercise 2, part 2: stride and padding.
-import scipy.ndimage
-import scipy.signal
+# Tests for Exercise 2, part 2: stride and padding.  Each check compares with F.conv2d.
 import torch
-import torch.nn.functional as F
 import helpers
-from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
-
-_FORBIDDEN = ("torch.nn.functional.conv2d", "torch.nn.functional.conv1d",
-              "torch.nn.functional.conv3d", "torch.nn.functional.conv_transpose2d",
-              "torch.convolution", "scipy.signal.correlate", "scipy.signal.correlate2d",
-              "scipy.signal.convolve", "scipy.signal.convolve2d", "scipy.signal.fftconvolve",
-              "scipy.ndimage.correlate", "scipy.ndimage.convolve",
-              (ref, "conv2d_naive"), (ref, "apply_filter"))
-
-
-def _check_conv(x, w, b=None, what="", **kw):
-    """Compare conv2d_naive with F.conv2d (computed first), calling it with convolutions blocked."""
-    expected = F.conv2d(x, w, b, **kw)
-    flipped = F.conv2d(x, w.flip(-1, -2), b, **kw)
-    args = ", ".join(["x", "w"] + (["b"] if b is not None else []) + [f"{k}={v}" for k, v in kw.items()])
-    name = f"conv2d_naive({args}) {what}".strip()
-    with forbid(*_FORBIDDEN, name="conv2d_naive", reason="write the sum yourself"):
-        got = call_student(conv2d_naive, x, w, b, **kw)
-    if (isinstance(got, torch.Tensor) and got.shape == expected.shape
-            and torch.allclose(got, flipped, atol=1e-4) and not torch.allclose(got, expected, atol=1e-4)):
-        raise AssertionError(f"{name} equals a *flipped*-kernel (true) convolution. A CNN layer "
-                             f"computes cross-correlation: use w[o, c, u, v] * x[.., s*i + u, s*j + v], "
-                             f"without flipping the kernel.")
-    assert_close(got, expected, name=name, atol=1e-4, rtol=1e-4)
-
+from helpers.testing.filters import check_conv2d, check_conv2d_gradients
 
 helpers.seed_everything(1)
 # Output size: (H + 2p - k) // s + 1 = (8 + 2 - 3) // 2 + 1 = 4.
-with forbid(*_FORBIDDEN, name="conv2d_naive"):
-    _got = call_student(conv2d_naive, torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), stride=2, padding=1)
-assert_shape(_got, (1, 3, 4, 4), name="conv2d_naive(x (1,2,8,8), w (3,2,3,3), stride=2, padding=1)")
-_check_conv(torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), padding=1, what="(padding only)")
-_check_conv(torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), stride=2, what="(stride only)")
-_check_conv(torch.randn(2, 3, 9, 9), torch.randn(4, 3, 3, 3), torch.randn(4), stride=2, padding=1,
-            what="(stride and padding)")
+check_conv2d(conv2d_naive, torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), stride=2, padding=1,
+             what="(a (1, 3, 4, 4) output)")
+check_conv2d(conv2d_naive, torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), padding=1, what="(padding only)")
+check_conv2d(conv2d_naive, torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3), stride=2, what="(stride only)")
+check_conv2d(conv2d_naive, torch.randn(2, 3, 9, 9), torch.randn(4, 3, 3, 3), torch.randn(4), stride=2, padding=1,
+             what="(stride and padding)")
 
 ### BEGIN HIDDEN TESTS
-_check_conv(torch.randn(2, 3, 12, 9), torch.randn(4, 3, 3, 3), stride=(2, 1), padding=(1, 0),
-            what="(different stride and padding per direction)")
-_check_conv(torch.randn(1, 2, 13, 11), torch.randn(2, 2, 5, 5), torch.randn(2), stride=3, padding=2,
-            what="(stride 3, padding 2)")
-_check_conv(torch.randn(3, 1, 10, 7), torch.randn(2, 1, 4, 2), stride=(3, 2), padding=(2, 1),
-            what="(non-square kernel, stride and padding)")
-_check_conv(torch.randn(1, 3, 8, 8), torch.randn(2, 3, 3, 3), padding=3, what="(padding wider than the kernel)")
-_check_conv(torch.randn(1, 3, 9, 9), torch.randn(8, 3, 3, 3), stride=2, padding=(0, 1),
-            what="(EfficientNet stem-like)")
+check_conv2d(conv2d_naive, torch.randn(2, 3, 12, 9), torch.randn(4, 3, 3, 3), stride=(2, 1), padding=(1, 0),
+             what="(different stride and padding per direction)")
+check_conv2d(conv2d_naive, torch.randn(1, 2, 13, 11), torch.randn(2, 2, 5, 5), torch.randn(2), stride=3, padding=2,
+             what="(stride 3, padding 2)")
+check_conv2d(conv2d_naive, torch.randn(3, 1, 10, 7), torch.randn(2, 1, 4, 2), stride=(3, 2), padding=(2, 1),
+             what="(non-square kernel, stride and padding)")
+check_conv2d(conv2d_naive, torch.randn(1, 3, 8, 8), torch.randn(2, 3, 3, 3), padding=3,
+             what="(padding wider than the kernel)")
+check_conv2d(conv2d_naive, torch.randn(1, 3, 9, 9), torch.randn(8, 3, 3, 3), stride=2, padding=(0, 1),
+             what="(EfficientNet stem-like)")
 # gradients flow through the implementation (it is built from differentiable operations)
-_x = torch.randn(1, 2, 6, 6, requires_grad=True)
-_w = torch.randn(3, 2, 3, 3, requires_grad=True)
-with forbid(*_FORBIDDEN, name="conv2d_naive"):
-    _y = call_student(conv2d_naive, _x, _w, stride=2, padding=1)
-assert isinstance(_y, torch.Tensor) and _y.requires_grad, (
-    "conv2d_naive(x, w) with x.requires_grad=True returned a result that autograd cannot "
-    "differentiate: build it from tensor operations (no .numpy(), .item(), .detach() or torch.tensor(...) "
-    "around intermediate results)")
-_y.square().sum().backward()
-_x2, _w2 = _x.detach().clone().requires_grad_(), _w.detach().clone().requires_grad_()
-F.conv2d(_x2, _w2, stride=2, padding=1).square().sum().backward()
-assert_close(_x.grad, _x2.grad, name="gradient of conv2d_naive w.r.t. x", atol=1e-4)
-assert_close(_w.grad, _w2.grad, name="gradient of conv2d_naive w.r.t. weight", atol=1e-4)
+check_conv2d_gradients(conv2d_naive, torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3), torch.randn(3),
+                       stride=2, padding=1)
 ### END HIDDEN TESTS
 print("Exercise 2, part 2: all visible tests passed.")
 
@@ -557,140 +466,39 @@ def gabor_kernel(size, *, sigma, theta, lambd, psi=0.0, gamma=0.5):
 
 
 # %% nbgrader="tests" id="gabor_kernel_basic_test" points=1
-# Tests for Exercise 3, part 1: shape, centre and theta = 0.
+# Tests for Exercise 3, part 1: shape, dtype, centre and theta = 0.
 import math
-import torch
-import helpers
-from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
+from helpers.testing.filters import assert_raises, check_gabor
 
-_FORBIDDEN = ((ref, "gabor_kernel"), (ref, "gabor_bank"), "skimage.filters.gabor_kernel")
-
-
-def _variants(size, sigma, theta, lambd, psi, gamma):
-    """The usual slips, to name them in a failure message."""
-    c = torch.arange(size, dtype=torch.float64) - size // 2
-    y, x = torch.meshgrid(c, c, indexing="ij")
-
-    def g(x, y, theta=theta, gamma=gamma, trig=torch.cos, sign=1.0):
-        xr = x * math.cos(theta) + sign * y * math.sin(theta)
-        yr = -sign * x * math.sin(theta) + y * math.cos(theta)
-        return torch.exp(-(xr ** 2 + gamma ** 2 * yr ** 2) / (2 * sigma ** 2)) * trig(2 * math.pi * xr / lambd + psi)
-
-    return {
-        "x and y swapped (x must follow the columns, y the rows)": g(y, x),
-        "sin instead of cos": g(x, y, trig=torch.sin),
-        "theta used as degrees (it is in radians)": g(x, y, theta=math.radians(theta)),
-        "gamma left out of the envelope": g(x, y, gamma=1.0),
-        "the rotation has the wrong sign (x' = x cos + y sin, y' = -x sin + y cos)": g(x, y, sign=-1.0),
-    }
-
-
-def _check_gabor(size, what="", **params):
-    p = dict(psi=0.0, gamma=0.5)
-    p.update(params)
-    expected = ref.gabor_kernel(size, **p)
-    args = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
-    name = f"gabor_kernel({size}, {args}) {what}".strip()
-    with forbid(*_FORBIDDEN, name="gabor_kernel"):
-        got = call_student(gabor_kernel, size, **params)
-    if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.allclose(got.double(), expected.double(), atol=1e-4):
-        for slip, v in _variants(size, p["sigma"], p["theta"], p["lambd"], p["psi"], p["gamma"]).items():
-            if torch.allclose(got.double(), v, atol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=1e-5, rtol=1e-4)
-
-
-with forbid(*_FORBIDDEN, name="gabor_kernel"):
-    _g = call_student(gabor_kernel, 7, sigma=2.0, theta=0.0, lambd=4.0)
-assert_shape(_g, (7, 7), name="gabor_kernel(7, ...)")
-assert _g.dtype == torch.float32, f"gabor_kernel should return float32, got {_g.dtype}"
-# By hand, theta = 0, psi = 0: g(x, y) = exp(-(x^2 + 0.25 y^2) / 8) cos(2 pi x / 4)
-assert abs(float(_g[3, 3]) - 1.0) < 1e-5, f"the centre g(0, 0) should be cos(0) = 1, got {float(_g[3, 3]):.4g}"
-assert abs(float(_g[3, 5]) - math.exp(-4 / 8) * math.cos(math.pi)) < 1e-5, (
-    f"g at row 3, column 5 (x = 2, y = 0) should be exp(-4/8) cos(pi) = {-math.exp(-0.5):.4f}, got "
-    f"{float(_g[3, 5]):.4f}: x must be the column offset")
-assert abs(float(_g[1, 3]) - math.exp(-0.25 * 4 / 8)) < 1e-5, (
-    f"g at row 1, column 3 (x = 0, y = -2) should be exp(-gamma^2 * 4 / 8) = {math.exp(-0.125):.4f}, "
-    f"got {float(_g[1, 3]):.4f}: y must be the row offset, scaled by gamma in the envelope")
-_check_gabor(9, sigma=3.0, theta=0.0, lambd=5.0)
+# By hand, theta = 0, psi = 0: g(x, y) = exp(-(x^2 + 0.25 y^2) / 8) cos(2 pi x / 4), so the
+# centre [3, 3] is 1, [3, 5] (x = 2, y = 0) is -exp(-1/2), [1, 3] (x = 0, y = -2) is exp(-1/8).
+check_gabor(gabor_kernel, 7, sigma=2.0, theta=0.0, lambd=4.0)
+check_gabor(gabor_kernel, 9, sigma=3.0, theta=0.0, lambd=5.0)
 
 ### BEGIN HIDDEN TESTS
-_check_gabor(5, sigma=1.5, theta=0.0, lambd=3.0, psi=math.pi / 2, what="(odd phase)")
-_check_gabor(11, sigma=3.0, theta=0.0, lambd=6.0, psi=1.0, gamma=0.8)
-_check_gabor(1, sigma=1.0, theta=0.0, lambd=2.0)
+check_gabor(gabor_kernel, 5, sigma=1.5, theta=0.0, lambd=3.0, psi=math.pi / 2, what="(odd phase)")
+check_gabor(gabor_kernel, 11, sigma=3.0, theta=0.0, lambd=6.0, psi=1.0, gamma=0.8)
+check_gabor(gabor_kernel, 1, sigma=1.0, theta=0.0, lambd=2.0)
 for _bad in (4, 0, -3):
-    with forbid(*_FORBIDDEN, name="gabor_kernel"):
-        try:
-            call_student(gabor_kernel, _bad, sigma=1.0, theta=0.0, lambd=3.0)
-        except ValueError:
-            pass
-        except Exception as _e:
-            raise AssertionError(f"gabor_kernel({_bad}, ...) should raise a ValueError, got {type(_e).__name__}: {_e}")
-        else:
-            raise AssertionError(f"gabor_kernel({_bad}, ...) should raise a ValueError (size must be odd and positive)")
+    assert_raises(ValueError, gabor_kernel, _bad, sigma=1.0, theta=0.0, lambd=3.0, why="size must be odd and positive")
 ### END HIDDEN TESTS
 print("Exercise 3, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="gabor_kernel_rotation_test" points=2
 # Tests for Exercise 3, part 2: rotation, aspect ratio, phase.
 import math
-import torch
-import helpers
-from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
+from helpers.testing.filters import check_gabor
 
-_FORBIDDEN = ((ref, "gabor_kernel"), (ref, "gabor_bank"), "skimage.filters.gabor_kernel")
-
-
-def _variants(size, sigma, theta, lambd, psi, gamma):
-    """The usual slips, to name them in a failure message."""
-    c = torch.arange(size, dtype=torch.float64) - size // 2
-    y, x = torch.meshgrid(c, c, indexing="ij")
-
-    def g(x, y, theta=theta, gamma=gamma, trig=torch.cos, sign=1.0):
-        xr = x * math.cos(theta) + sign * y * math.sin(theta)
-        yr = -sign * x * math.sin(theta) + y * math.cos(theta)
-        return torch.exp(-(xr ** 2 + gamma ** 2 * yr ** 2) / (2 * sigma ** 2)) * trig(2 * math.pi * xr / lambd + psi)
-
-    return {
-        "x and y swapped (x must follow the columns, y the rows)": g(y, x),
-        "sin instead of cos": g(x, y, trig=torch.sin),
-        "theta used as degrees (it is in radians)": g(x, y, theta=math.radians(theta)),
-        "gamma left out of the envelope": g(x, y, gamma=1.0),
-        "the rotation has the wrong sign (x' = x cos + y sin, y' = -x sin + y cos)": g(x, y, sign=-1.0),
-    }
-
-
-def _check_gabor(size, what="", **params):
-    p = dict(psi=0.0, gamma=0.5)
-    p.update(params)
-    expected = ref.gabor_kernel(size, **p)
-    args = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
-    name = f"gabor_kernel({size}, {args}) {what}".strip()
-    with forbid(*_FORBIDDEN, name="gabor_kernel"):
-        got = call_student(gabor_kernel, size, **params)
-    if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.allclose(got.double(), expected.double(), atol=1e-4):
-        for slip, v in _variants(size, p["sigma"], p["theta"], p["lambd"], p["psi"], p["gamma"]).items():
-            if torch.allclose(got.double(), v, atol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=1e-5, rtol=1e-4)
-
-
-_check_gabor(9, sigma=2.5, theta=math.pi / 6, lambd=5.0, what="(theta = 30 degrees)")
-# theta = pi/2 turns the theta = 0 kernel by 90 degrees: horizontal stripes.
-with forbid(*_FORBIDDEN, name="gabor_kernel"):
-    _g0 = call_student(gabor_kernel, 9, sigma=3.0, theta=0.0, lambd=4.0)
-    _g90 = call_student(gabor_kernel, 9, sigma=3.0, theta=math.pi / 2, lambd=4.0)
-assert_close(_g90, _g0.T, name="gabor_kernel(9, theta=pi/2)", atol=1e-5,
-             hint="with theta = pi/2 the kernel should be the theta = 0 kernel transposed")
+check_gabor(gabor_kernel, 9, sigma=2.5, theta=math.pi / 6, lambd=5.0, what="(theta = 30 degrees)")
+# theta = pi/2 turns the theta = 0 kernel by 90 degrees: its transpose, horizontal stripes.
+check_gabor(gabor_kernel, 9, sigma=3.0, theta=math.pi / 2, lambd=4.0, what="(theta = pi/2: horizontal stripes)")
 
 ### BEGIN HIDDEN TESTS
-_check_gabor(9, sigma=2.5, theta=math.pi / 4, lambd=5.0)
-_check_gabor(11, sigma=3.0, theta=2.0, lambd=6.0, psi=math.pi / 2, gamma=0.3)
-_check_gabor(15, sigma=4.0, theta=-0.7, lambd=7.5, psi=-2.0, gamma=1.0)
-_check_gabor(7, sigma=2.0, theta=3 * math.pi / 4, lambd=3.0, psi=math.pi, gamma=0.6)
-_check_gabor(13, sigma=3.5, theta=1.2, lambd=4.5, psi=0.5, gamma=2.0)
+check_gabor(gabor_kernel, 9, sigma=2.5, theta=math.pi / 4, lambd=5.0)
+check_gabor(gabor_kernel, 11, sigma=3.0, theta=2.0, lambd=6.0, psi=math.pi / 2, gamma=0.3)
+check_gabor(gabor_kernel, 15, sigma=4.0, theta=-0.7, lambd=7.5, psi=-2.0, gamma=1.0)
+check_gabor(gabor_kernel, 7, sigma=2.0, theta=3 * math.pi / 4, lambd=3.0, psi=math.pi, gamma=0.6)
+check_gabor(gabor_kernel, 13, sigma=3.5, theta=1.2, lambd=4.5, psi=0.5, gamma=2.0)
 ### END HIDDEN TESTS
 print("Exercise 3, part 2: all visible tests passed.")
 
@@ -1074,99 +882,48 @@ def best_matching_gabor(filters, bank):
 
 # %% nbgrader="tests" id="best_matching_gabor_test" points=2
 # Tests for Exercise 4, part 1: indices and correlations.
-import math
 import torch
 import helpers
 from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
+from helpers.testing.filters import check_best_matching_gabor
 
-_FORBIDDEN = ((ref, "best_matching_gabor"), (ref, "filter_correlations"))
-
-
-def _student(filters, bank):
-    with forbid(*_FORBIDDEN, name="best_matching_gabor"):
-        out = call_student(best_matching_gabor, filters, bank)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"best_matching_gabor should return a pair (indices, correlations), got {type(out).__name__}")
-    return out
-
-
-_bank, _params = ref.gabor_bank(5)                          # (64, 5, 5)
-# Exact copies of bank elements, rescaled and shifted: Pearson correlation ignores both.
-_idx, _r = _student(3.0 * _bank[[0, 9, 40]] + 1.0, _bank)
-assert_shape(_idx, (3,), name="indices")
-assert _idx.dtype == torch.int64, f"indices should be an int64 tensor, got {_idx.dtype}"
-assert _idx.tolist() == [0, 9, 40], f"copies of bank elements 0, 9, 40 should match them, got {_idx.tolist()}"
-assert_close(_r.double(), torch.ones(3, dtype=torch.float64), name="correlations of exact copies", atol=1e-5,
-             hint="subtract each filter's mean and divide by its norm before the dot product")
-# The negative of element 0 (psi = 0) matches the element of opposite phase (psi = pi), not element 0.
-_idx, _r = _student(-_bank[[0]], _bank)
-_p, _q = _params[0], _params[int(_idx[0])]
-assert int(_idx[0]) != 0 and _q["theta"] == _p["theta"] and _q["lambd"] == _p["lambd"] and abs(_q["psi"] - math.pi) < 1e-9, (
-    f"-bank[0] should match the same orientation and wavelength with phase pi (correlation +1), got element "
-    f"{int(_idx[0])} ({_q}): is the correlation signed (no abs)?")
+_bank, _ = ref.gabor_bank(5)                                     # (64, 5, 5)
+# Copies of bank elements 0, 9, 40, rescaled and shifted: Pearson correlation ignores both (r = 1).
+check_best_matching_gabor(best_matching_gabor, 3.0 * _bank[[0, 9, 40]] + 1.0, _bank, what="3 bank[[0, 9, 40]] + 1",
+                          hint="subtract each filter's mean and divide by its norm before the dot product")
+# -bank[0] (psi = 0) matches the element of opposite phase (psi = pi) with r = +1, not element 0.
+check_best_matching_gabor(best_matching_gabor, -_bank[[0]], _bank, what="-bank[[0]]")
 
 ### BEGIN HIDDEN TESTS
 helpers.seed_everything(0)
 _bank7, _ = ref.gabor_bank(7, n_orientations=8, wavelengths=(4.0, 8.0))
-_planted = torch.randint(0, _bank7.shape[0], (30,))
-_filters = _bank7[_planted] * (torch.rand(30, 1, 1) * 3 + 0.5) + torch.randn(30, 1, 1) + 0.05 * torch.randn(30, 7, 7)
-_e_idx, _e_r = ref.best_matching_gabor(_filters, _bank7)
-_idx, _r = _student(_filters, _bank7)
-assert _idx.tolist() == _planted.tolist(), "noisy, rescaled copies of bank elements should match their originals"
-assert_close(_r.double(), _e_r.double(), name="correlations of noisy copies", atol=1e-5)
-_rand = torch.randn(20, 5, 5)
-_e_idx, _e_r = ref.best_matching_gabor(_rand, _bank)
-_idx, _r = _student(_rand, _bank)
-assert _idx.tolist() == _e_idx.tolist(), "random filters: wrong best-matching indices"
-assert_close(_r.double(), _e_r.double(), name="correlations of random filters", atol=1e-5)
+_planted = _bank7[torch.randint(0, _bank7.shape[0], (30,))]
+_filters = _planted * (torch.rand(30, 1, 1) * 3 + 0.5) + torch.randn(30, 1, 1) + 0.05 * torch.randn(30, 7, 7)
+check_best_matching_gabor(best_matching_gabor, _filters, _bank7, what="noisy, rescaled copies of bank elements")
+check_best_matching_gabor(best_matching_gabor, torch.randn(20, 5, 5), _bank, what="random filters")
 ### END HIDDEN TESTS
 print("Exercise 4, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="best_matching_gabor_channels_test" points=1
 # Tests for Exercise 4, part 2: channels, constant filters, errors.
-import math
 import torch
 import helpers
 from helpers import filters as ref
-from helpers.testing import assert_close, assert_shape, call_student, forbid
-
-_FORBIDDEN = ((ref, "best_matching_gabor"), (ref, "filter_correlations"))
-
-
-def _student(filters, bank):
-    with forbid(*_FORBIDDEN, name="best_matching_gabor"):
-        out = call_student(best_matching_gabor, filters, bank)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"best_matching_gabor should return a pair (indices, correlations), got {type(out).__name__}")
-    return out
-
+from helpers.testing.filters import assert_raises, check_best_matching_gabor
 
 _bank, _ = ref.gabor_bank(5)
-# (K, C, h, w): the channels are averaged first.  Here every channel averages to bank[17].
+# (K, C, h, w): the channels are averaged first.  Here the two channels average to bank[17].
 _f = torch.stack([_bank[17] + 0.5 * _bank[3], _bank[17] - 0.5 * _bank[3]]).unsqueeze(0)   # (1, 2, 5, 5)
-_idx, _r = _student(_f, _bank)
-assert _idx.tolist() == [17], f"a (1, 2, 5, 5) filter whose channels average to bank[17] should match 17, got {_idx.tolist()}"
+check_best_matching_gabor(best_matching_gabor, _f, _bank, what="a (1, 2, 5, 5) filter whose channels average to bank[17]",
+                          hint="average the filters over their input channels (dimension 1) first")
 
 ### BEGIN HIDDEN TESTS
 helpers.seed_everything(1)
-_f = torch.randn(6, 3, 5, 5)
-_e_idx, _e_r = ref.best_matching_gabor(_f, _bank)
-_idx, _r = _student(_f, _bank)
-assert _idx.tolist() == _e_idx.tolist(), "RGB filters: average over the input channels before correlating"
-assert_close(_r.double(), _e_r.double(), name="correlations of (K, 3, 5, 5) filters", atol=1e-5)
-_idx, _r = _student(torch.cat([torch.full((1, 5, 5), 2.0), _bank[[5]]]), _bank)
-assert torch.isfinite(_r).all() and abs(float(_r[0])) < 1e-6 and int(_idx[1]) == 5, (
-    "a constant filter should correlate 0 with everything (no NaN), and must not disturb the others")
-try:
-    with forbid(*_FORBIDDEN, name="best_matching_gabor"):
-        call_student(best_matching_gabor, torch.randn(2, 3, 3), _bank)
-except ValueError:
-    pass
-except Exception as _e:
-    raise AssertionError(f"filters of size 3x3 with a 5x5 bank should raise a ValueError, got {type(_e).__name__}: {_e}")
-else:
-    raise AssertionError("filters of size 3x3 with a 5x5 bank should raise a ValueError")
+check_best_matching_gabor(best_matching_gabor, torch.randn(6, 3, 5, 5), _bank, what="RGB filters (6, 3, 5, 5)",
+                          hint="average over the input channels before correlating")
+check_best_matching_gabor(best_matching_gabor, torch.cat([torch.full((1, 5, 5), 2.0), _bank[[5]]]), _bank,
+                          what="a constant filter and bank[5]", hint="a constant filter correlates 0 with everything (no NaN)")
+assert_raises(ValueError, best_matching_gabor, torch.randn(2, 3, 3), _bank, why="3x3 filters and a 5x5 bank")
 ### END HIDDEN TESTS
 print("Exercise 4, part 2: all visible tests passed.")
 
