@@ -693,3 +693,39 @@ def test_show_neighbors_and_embedding():
     assert len(ax.texts) == 10
     with pytest.raises(ValueError, match="Y must be"):
         show_embedding(torch.randn(30, 3), torch.zeros(30, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers.testing.activations: the checks behind the notebook's test cells
+# ------------------------------------------------------------------------------------------------
+def test_notebook_checks_pass_a_right_answer_and_name_the_slips():
+    from helpers.testing import activations as checks
+
+    def right(layers):
+        size, jump, start = 1, 1, 0
+        for k, s, p in layers:
+            size, start, jump = size + (k - 1) * jump, start - (p[0] if isinstance(p, tuple) else p) * jump, jump * s
+        return size, jump, start
+
+    checks.check_receptive_field(right, [(3, 2, (0, 1)), (3, 1, 1)], (7, 2, -2), "a chain")
+    with pytest.raises(AssertionError, match="The start is 0: padding must move it"):
+        checks.check_receptive_field(lambda layers: right(layers)[:2] + (0,), [(3, 1, 1)], (3, 1, -1), "x")
+    with pytest.raises(AssertionError, match="Off by one"):
+        checks.check_size_jump(lambda layers: (right(layers)[0] - 1,) + right(layers)[1:], [(3, 1, 1)], 3, 1, "x")
+    with pytest.raises(AssertionError, match="without calling helpers.activations.receptive_field"):
+        checks.check_size_jump(lambda layers: tuple(act_module.receptive_field(layers)), [], 1, 1, "x")
+    with pytest.raises(AssertionError, match="receptive_field should return three numbers"):
+        checks.student_receptive_field(lambda layers: 7, [])
+
+    def farthest_first(X, queries, k, metric="euclidean", exclude_self=True):
+        d = torch.cdist(X[queries], X)
+        return d.topk(k, dim=1).indices, d.topk(k, dim=1).values
+
+    X = torch.tensor([[0.0], [1.0], [3.0], [3.5]])
+    with pytest.raises(AssertionError, match="sorted farthest first"):
+        checks.check_neighbors(farthest_first, X, [2], 2, [[3, 1]], "x")
+    with pytest.raises(AssertionError, match=r"indices should be an int64 tensor"):
+        checks.student_nearest_neighbors(lambda X, q, k: (torch.zeros(1, k), torch.zeros(1, k)), X, [0], 2)
+    with pytest.raises(AssertionError, match="pca should return a tuple"):
+        checks.student_pca(lambda X, k: X, checks.pca_data(5, 3, seed=0), 2)
+    assert checks.labelled_images(2, 3, 8)[1, 2, 3, 4] == 1234

@@ -127,7 +127,7 @@ plt.show()
 # channel slider (in fast mode and while grading it draws one static figure instead).
 
 # %%
-browser = ref.feature_map_browser(model, cat, RELU_LAYERS, layer="stages.4.2.depthwise", channel=64)
+browser = ref.feature_map_browser(model, cat, unit=64, layers=RELU_LAYERS, layer="stages.4.2.depthwise")
 browser   # the interactive widget (None, and nothing shown here, when the static figure was drawn)
 
 
@@ -195,159 +195,73 @@ def receptive_field(layers):
 
 # %% nbgrader="tests" id="receptive_field_size_test" points=2
 # Tests for Exercise 1, part 1: size and jump.
-import random
-import helpers
 from helpers import activations as ref
-from helpers.testing import call_student, forbid
+from helpers.digits import DigitsCNN
+from helpers.testing.activations import check_size_jump, random_chains
 
-_FORBIDDEN = ((ref, "receptive_field"), (ref, "empirical_receptive_field"), (ref, "layer_specs"))
-
-
-def _student_rf(layers):
-    with forbid(*_FORBIDDEN, name="receptive_field", reason="use the recurrences"):
-        out = call_student(receptive_field, [tuple(l) for l in layers])
-    assert out is not None, "receptive_field returned None: did you forget the `return` statement?"
-    try:
-        size, jump, start = out
-    except (TypeError, ValueError):
-        raise AssertionError(f"receptive_field should return three numbers (size, jump, start), got {out!r}") from None
-    return size, jump, start
-
-
-def _random_chain(rng, n, pairs=False):
-    chain = []
-    for _ in range(n):
-        k = rng.choice([1, 2, 3, 5, 7])
-        s = rng.choice([1, 1, 2, 3])
-        p = (rng.randint(0, k // 2 + 1), rng.randint(0, k // 2 + 1)) if pairs else rng.randint(0, k // 2)
-        chain.append((k, s, p))
-    return chain
-
-
-def _check_size_jump(layers, size, jump, what):
-    got = _student_rf(layers)
-    msg = f"receptive_field({layers}) ({what}): expected size {size} and jump {jump}, got size {got[0]} and jump {got[1]}"
-    if got[0] in (size - 1, size + 1) and got[1] == jump:
-        msg += ". Off by one: start from r0 = 1 (one pixel) and add (k - 1) * J for every layer"
-    elif got[1] == jump and got[0] != size:
-        msg += (". The jump is right but the size is not: add (k - 1) times the jump *before* this layer "
-                "(update the jump after the size)")
-    elif got[1] != jump:
-        msg += ". The jump is the product of the strides so far"
-    assert (got[0], got[1]) == (size, jump), msg
-
-
-_check_size_jump([], 1, 1, "no layer: the pixel itself")
-_check_size_jump([(3, 1, 1)], 3, 1, "one 3x3 convolution")
-_check_size_jump([(3, 1, 1)] * 3, 7, 1, "three 3x3 convolutions, as in VGG")
-_check_size_jump([(3, 1, 0)] * 5, 11, 1, "five 3x3 convolutions: 1 + 2L")
-_check_size_jump([(2, 2, 0)] * 3, 8, 8, "three 2x2 poolings with stride 2")
-_check_size_jump([(3, 2, 0), (3, 1, 0)], 7, 2, "stride 2, then a 3x3 kernel over units 2 px apart")
+check_size_jump(receptive_field, [], 1, 1, "no layer: the pixel itself")
+check_size_jump(receptive_field, [(3, 1, 1)], 3, 1, "one 3x3 convolution")
+check_size_jump(receptive_field, [(3, 1, 1)] * 3, 7, 1, "three 3x3 convolutions, as in VGG")
+check_size_jump(receptive_field, [(3, 1, 0)] * 5, 11, 1, "five 3x3 convolutions: 1 + 2L")
+check_size_jump(receptive_field, [(2, 2, 0)] * 3, 8, 8, "three 2x2 poolings with stride 2")
+check_size_jump(receptive_field, [(3, 2, 0), (3, 1, 0)], 7, 2, "stride 2, then a 3x3 kernel over units 2 px apart")
 
 ### BEGIN HIDDEN TESTS
 _alex = [(11, 4, 2), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]
 for _d, (_s, _j) in enumerate(zip([11, 19, 51, 67, 99, 131, 163, 195], [4, 8, 8, 16, 16, 16, 16, 32]), start=1):
-    _check_size_jump(_alex[:_d], _s, _j, f"AlexNet, first {_d} layers")
-_check_size_jump([(3, 1, 0), (3, 2, 0)], 5, 2, "3x3, then a stride-2 3x3")
-_check_size_jump([(5, 3, 0), (2, 2, 0), (3, 1, 1)], 20, 6, "strides 3 and 2")
-_check_size_jump([(1, 1, 0)] * 4, 1, 1, "1x1 convolutions see one pixel")
-from helpers.digits import DigitsCNN
-_specs = [(s.kernel, s.stride, s.padding) for s in ref.layer_specs(DigitsCNN(seed=0), "pool2")]
-_check_size_jump(_specs, 12, 4, "DigitsCNN up to pool2")
-_rng = random.Random(0)
-for _t in range(25):
-    _chain = _random_chain(_rng, _rng.randint(1, 7))
-    _e = ref.receptive_field(_chain)
-    _check_size_jump(_chain, _e.size, _e.jump, "random chain")
+    check_size_jump(receptive_field, _alex[:_d], _s, _j, f"AlexNet, first {_d} layers")
+check_size_jump(receptive_field, [(3, 1, 0), (3, 2, 0)], 5, 2, "3x3, then a stride-2 3x3")
+check_size_jump(receptive_field, [(5, 3, 0), (2, 2, 0), (3, 1, 1)], 20, 6, "strides 3 and 2")
+check_size_jump(receptive_field, [(1, 1, 0)] * 4, 1, 1, "1x1 convolutions see one pixel")
+_specs = [(s.kernel, s.stride, s.padding) for s in ref.layer_specs(DigitsCNN(seed=0), layer="pool2")]
+check_size_jump(receptive_field, _specs, 12, 4, "DigitsCNN up to pool2")
+for _chain in random_chains(seed=0, count=25):
+    check_size_jump(receptive_field, _chain, *ref.receptive_field(_chain)[:2], "random chain")
 ### END HIDDEN TESTS
 print("Exercise 1, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="receptive_field_start_test" points=2
 # Tests for Exercise 1, part 2: start, padding, EfficientNet.
-import random
 import helpers
 from helpers import activations as ref
-from helpers.testing import call_student, forbid
+from helpers.testing.activations import check_measured_receptive_field, check_receptive_field, random_chains
 
-_FORBIDDEN = ((ref, "receptive_field"), (ref, "empirical_receptive_field"), (ref, "layer_specs"))
-
-
-def _student_rf(layers):
-    with forbid(*_FORBIDDEN, name="receptive_field", reason="use the recurrences"):
-        out = call_student(receptive_field, [tuple(l) for l in layers])
-    assert out is not None, "receptive_field returned None: did you forget the `return` statement?"
-    try:
-        size, jump, start = out
-    except (TypeError, ValueError):
-        raise AssertionError(f"receptive_field should return three numbers (size, jump, start), got {out!r}") from None
-    return size, jump, start
-
-
-def _random_chain(rng, n, pairs=False):
-    chain = []
-    for _ in range(n):
-        k = rng.choice([1, 2, 3, 5, 7])
-        s = rng.choice([1, 1, 2, 3])
-        p = (rng.randint(0, k // 2 + 1), rng.randint(0, k // 2 + 1)) if pairs else rng.randint(0, k // 2)
-        chain.append((k, s, p))
-    return chain
-
-
-def _check_rf(layers, expected, what):
-    got = _student_rf(layers)
-    msg = f"receptive_field({layers}) ({what}): expected (size, jump, start) = {tuple(expected)}, got {tuple(got)}"
-    if tuple(got[:2]) == tuple(expected[:2]) and got[2] != expected[2]:
-        if got[2] == 0:
-            msg += ". The start is 0: padding must move it (start -= before * jump)"
-        else:
-            msg += (". Only the padding *before* the input moves the start, times the jump before the layer; "
-                    "for a pair (before, after) use before")
-    assert tuple(got) == tuple(expected), msg
-
-
-_check_rf([(3, 1, 1)], (3, 1, -1), "one 3x3 convolution, padding 1: unit 0 sees pixels -1, 0, 1")
-_check_rf([(3, 1, 1)] * 3, (7, 1, -3), "three padded 3x3 convolutions")
-_check_rf([(3, 2, (0, 1))], (3, 2, 0), "TensorFlow SAME, stride 2: 0 zeros before, 1 after")
-_check_rf([(3, 2, 1), (3, 2, 1)], (7, 4, -3), "two stride-2 3x3 convolutions, padding 1")
-
+check_receptive_field(receptive_field, [(3, 1, 1)], (3, 1, -1), "one 3x3 convolution, padding 1: unit 0 sees pixels -1, 0, 1")
+check_receptive_field(receptive_field, [(3, 1, 1)] * 3, (7, 1, -3), "three padded 3x3 convolutions")
+check_receptive_field(receptive_field, [(3, 2, (0, 1))], (3, 2, 0), "TensorFlow SAME, stride 2: 0 zeros before, 1 after")
+check_receptive_field(receptive_field, [(3, 2, 1), (3, 2, 1)], (7, 4, -3), "two stride-2 3x3 convolutions, padding 1")
 # EfficientNet-Lite0: the chain of layers comes from the model; the truth is measured with input gradients.
 _model = helpers.load_model("efficientnet_lite0")
-for _layer, _side in (("stem", 32), ("stages.1", 64)):
-    _specs = [(s.kernel, s.stride, s.padding) for s in ref.layer_specs(_model, _layer)]
-    _measured = ref.empirical_receptive_field(_model, _layer, input_size=_side)
-    _check_rf(_specs, _measured, f"EfficientNet-Lite0 up to {_layer}, measured with gradients")
+check_measured_receptive_field(receptive_field, _model, "stem", 32)
+check_measured_receptive_field(receptive_field, _model, "stages.1", 64)
 
 ### BEGIN HIDDEN TESTS
-_check_rf([(5, 2, (1, 2)), (3, 1, 1)], (9, 2, -3), "asymmetric padding (1, 2), then padding 1")
-_check_rf([(3, 2, (1, 0)), (3, 2, (0, 1))], (7, 4, -1), "pairs (1, 0) and (0, 1)")
-_check_rf([(2, 2, 0), (3, 1, 1), (2, 2, 0), (3, 1, 1)], (16, 4, -6), "VGG-like: pool, conv, pool, conv")
-_check_rf([], (1, 1, 0), "no layer")
-_rng = random.Random(1)
-for _t in range(25):
-    _chain = _random_chain(_rng, _rng.randint(1, 7), pairs=_t % 2 == 0)
-    _check_rf(_chain, tuple(ref.receptive_field(_chain)), "random chain")
+check_receptive_field(receptive_field, [(5, 2, (1, 2)), (3, 1, 1)], (9, 2, -3), "asymmetric padding (1, 2), then padding 1")
+check_receptive_field(receptive_field, [(3, 2, (1, 0)), (3, 2, (0, 1))], (7, 4, -1), "pairs (1, 0) and (0, 1)")
+check_receptive_field(receptive_field, [(2, 2, 0), (3, 1, 1), (2, 2, 0), (3, 1, 1)], (16, 4, -6), "VGG-like: pool, conv, pool, conv")
+check_receptive_field(receptive_field, [], (1, 1, 0), "no layer")
+for _chain in [*random_chains(seed=1, count=13, pairs=True), *random_chains(seed=2, count=12)]:
+    check_receptive_field(receptive_field, _chain, ref.receptive_field(_chain), "random chain")
 for _layer, _side in (("stages.0", 32), ("stages.2.0", 96), ("stages.2", 160)):
-    _specs = [(s.kernel, s.stride, s.padding) for s in ref.layer_specs(_model, _layer)]
-    _measured = ref.empirical_receptive_field(_model, _layer, input_size=_side)
-    _check_rf(_specs, _measured, f"EfficientNet-Lite0 up to {_layer}, measured with gradients")
+    check_measured_receptive_field(receptive_field, _model, _layer, _side)
 ### END HIDDEN TESTS
 print("Exercise 1, part 2: all visible tests passed.")
 
 # %% [markdown]
 # ### The receptive fields of EfficientNet-Lite0
 #
-# `ref.layer_specs(model, layer)` reads the chain of spatial layers out of the model — every
+# `ref.layer_specs(model, layer=...)` reads the chain of spatial layers out of the model — every
 # convolution, with TensorFlow's explicit padding modules merged in — and `ref.receptive_field`
 # (the reference version of your function) turns it into numbers. Below: the chain up to
 # `stages.1`, then the receptive field after every block, and on the right what that means on the
 # $224\times224$ cat: the field of the unit nearest the image centre, for five layers.
 
 # %%
-for spec in ref.layer_specs(model, "stages.1"):
+for spec in ref.layer_specs(model, layer="stages.1"):
     print(f"  {spec.name:28s} kernel {spec.kernel}  stride {spec.stride}  padding (before, after) = {spec.padding}")
 
 blocks = [f"stages.{s}.{b}" for s in range(len(model.stages)) for b in range(len(model.stages[s]))]
-rfs = {name: ref.receptive_field(model, name) for name in ["stem"] + blocks + ["head"]}
+rfs = {name: ref.receptive_field(model, layer=name) for name in ["stem"] + blocks + ["head"]}
 with torch.no_grad():
     grids = {name: a.shape[-1] for name, a in features(model, cat, list(rfs)).items()}
 print(f"\n{'layer':11s} {'size':>5s} {'jump':>5s} {'start':>6s}   grid for a 224 input")
@@ -366,7 +280,7 @@ axes[1].add_patch(plt.Rectangle((-50, -50), 350, 350, color="0.88", zorder=0))  
 axes[1].imshow(cat[0].permute(1, 2, 0).cpu(), zorder=1)
 for name, color in zip(["stem", "stages.1", "stages.2", "stages.3", "stages.4"],
                        ["white", "yellow", "orange", "red", "magenta"]):
-    rf = ref.receptive_field(model, name)
+    rf = ref.receptive_field(model, layer=name)
     h = acts[name].shape[-1]
     i = h // 2
     top = rf.start + i * rf.jump
@@ -402,12 +316,12 @@ plt.show()
 
 # %%
 layer, ch = "stages.3.2.depthwise", 0                   # a ReLU6 unit inside the last block of stage 3
-rf = ref.receptive_field(model, layer)
+rf = ref.receptive_field(model, layer=layer)
 h = acts["stages.3"].shape[-1]
 unit = (h // 2, h // 2)
-raw = ref.unit_gradient(model, layer, cat, unit, channel=ch, linearize=False).cpu()
-lin = ref.unit_gradient(model, layer, cat, unit, channel=ch, linearize=True).cpu()
-off = ref.unit_gradient(model, layer, cat, unit, channel=2, linearize=False).cpu()
+raw = ref.unit_gradient(model, cat, (ch, *unit), layer=layer, linearize=False).cpu()
+lin = ref.unit_gradient(model, cat, (ch, *unit), layer=layer, linearize=True).cpu()
+off = ref.unit_gradient(model, cat, (2, *unit), layer=layer, linearize=False).cpu()
 top = rf.start + unit[0] * rf.jump
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained")
@@ -427,7 +341,7 @@ print(f"channel 2 of the same unit is {float(acts['stages.3.2.depthwise'][0, 2, 
 
 print(f"{'layer':10s} {'analytic (size, jump, start)':>30s} {'measured':>22s}")
 for name in ["stem", "stages.0", "stages.1", "stages.2"] + ([] if FAST else ["stages.3", "stages.4"]):
-    a, e = ref.receptive_field(model, name), ref.empirical_receptive_field(model, name)
+    a, e = ref.receptive_field(model, layer=name), ref.empirical_receptive_field(model, layer=name)
     print(f"{name:10s} {str(tuple(a)):>30s} {str(tuple(e)):>22s}  {'ok' if a == e else 'DIFFERENT'}")
 
 # %% [markdown]
@@ -462,7 +376,7 @@ for ax in show_images(gallery.images[:24], titles=gallery.labels[:24], ncols=12,
 plt.show()
 
 t0 = time.perf_counter()
-gallery_acts = ref.record_activations(model, gallery.images, ["stages.2", "flatten"])   # one pass over the gallery
+gallery_acts = ref.record_activations(model, gallery.images, layers=["stages.2", "flatten"])   # one pass over the gallery
 print(f"recorded {', '.join(f'{k} {tuple(v.shape)}' for k, v in gallery_acts.items())} in {time.perf_counter() - t0:.1f} s")
 
 
@@ -520,102 +434,52 @@ def top_k_patches(images, activations, k, rf, fill=0.5):
 # %% nbgrader="tests" id="top_k_patches_locations_test" points=2
 # Tests for Exercise 2, part 1: values and locations.
 import torch
-import torch.nn.functional as F
-import helpers
-from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
-
-_FORBIDDEN = ((ref, "top_k_patches"), (ref, "receptive_field_patch"))
-
-
-def _student_topk(images, acts, k, rf, **kw):
-    with forbid(*_FORBIDDEN, name="top_k_patches"), assert_inputs_unchanged(images=images, activations=acts):
-        out = call_student(top_k_patches, images, acts, k, rf, **kw)
-    assert isinstance(out, tuple) and len(out) == 3, (
-        f"top_k_patches should return a tuple (patches, values, locations), got {type(out).__name__}")
-    return out
-
+from helpers.testing.activations import check_top_k_locations
 
 _acts = torch.zeros(3, 4, 4)
 _acts[0, 1, 1], _acts[0, 2, 2], _acts[2, 0, 0], _acts[1, 3, 3] = 9.0, 8.0, 7.0, 1.0
 _images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-_patches, _values, _where = _student_topk(_images, _acts, 3, (4, 4, 0))
-assert_shape(_values, (3,), name="values")
-assert_shape(_where, (3, 3), name="locations")
-assert _where.dtype == torch.int64, f"locations should be an int64 tensor, got {_where.dtype}"
-_got = [list(map(int, r)) for r in _where.tolist()]
-if _got == [[2, 0, 0], [0, 2, 2], [0, 1, 1]]:
-    raise AssertionError("locations are sorted smallest first: return the largest activation first")
-if _got == [[0, 1, 1], [2, 0, 0], [1, 3, 3]]:
-    raise AssertionError("you took one unit per image (each image's maximum); take the k largest values over "
-                         "all images and positions together -- image 0 holds the two largest here")
-assert _got == [[0, 1, 1], [0, 2, 2], [2, 0, 0]], (
-    f"expected locations [[0, 1, 1], [0, 2, 2], [2, 0, 0]] (image, row, column of 9, 8, 7), got {_got}")
-assert_close(_values, torch.tensor([9.0, 8.0, 7.0]), name="values")
+check_top_k_locations(top_k_patches, _images, _acts, 3, (4, 4, 0), "9, 8, 7 at (0, 1, 1), (0, 2, 2), (2, 0, 0) and 1 at (1, 3, 3)")
 
 ### BEGIN HIDDEN TESTS
 for _seed, (_shape, _k) in enumerate([((7, 5, 6), 10), ((2, 3, 3), 18), ((4, 1, 1), 2), ((5, 8, 3), 1)]):
     _acts = torch.randn(*_shape, generator=torch.Generator().manual_seed(_seed))
     _images = torch.rand(_shape[0], 3, 24, 20, generator=torch.Generator().manual_seed(10 + _seed))
-    _e_patches, _e_values, _e_where = ref.top_k_patches(_images, _acts, _k, (5, 4, -2))
-    _patches, _values, _where = _student_topk(_images, _acts, _k, (5, 4, -2))
-    assert _where.tolist() == _e_where.tolist(), f"activations of shape {_shape}, k={_k}: wrong locations"
-    assert_close(_values, _e_values, name=f"values for activations of shape {_shape}, k={_k}")
+    check_top_k_locations(top_k_patches, _images, _acts, _k, (5, 4, -2), f"activations of shape {_shape}, k={_k}")
 ### END HIDDEN TESTS
 print("Exercise 2, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="top_k_patches_patches_test" points=2
 # Tests for Exercise 2, part 2: the patches.
 import torch
-import torch.nn.functional as F
-import helpers
 from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing import assert_close, assert_shape
+from helpers.testing.activations import check_top_k_patches, labelled_images, student_top_k_patches
 
-_FORBIDDEN = ((ref, "top_k_patches"), (ref, "receptive_field_patch"))
-
-
-def _student_topk(images, acts, k, rf, **kw):
-    with forbid(*_FORBIDDEN, name="top_k_patches"), assert_inputs_unchanged(images=images, activations=acts):
-        out = call_student(top_k_patches, images, acts, k, rf, **kw)
-    assert isinstance(out, tuple) and len(out) == 3, (
-        f"top_k_patches should return a tuple (patches, values, locations), got {type(out).__name__}")
-    return out
-
-
-# Pixel values that say where they come from: image n, channel c, row y, column x -> n*1000 + c*100 + y*10 + x.
-_n, _c, _y, _x = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(8), torch.arange(8), indexing="ij")
-_images = (_n * 1000 + _c * 100 + _y * 10 + _x).float()
+_images = labelled_images(2, 3, 8)                      # image n, channel c, row y, column x: n*1000 + c*100 + y*10 + x
 _acts = torch.zeros(2, 4, 4)
 _acts[1, 2, 1] = 5.0                                    # unit (2, 1) of image 1
 _acts[0, 0, 0] = 4.0                                    # unit (0, 0) of image 0: its field starts outside
-_rf = (3, 2, -1)                                        # size 3, jump 2, start -1
-_patches, _values, _where = _student_topk(_images, _acts, 2, _rf)
+_patches = student_top_k_patches(top_k_patches, _images, _acts, 2, (3, 2, -1))[0]   # size 3, jump 2, start -1
 assert_shape(_patches, (2, 3, 3, 3), name="patches")
-# unit (2, 1) sees rows -1 + 2*2 = 3..5 and columns -1 + 1*2 = 1..3
 assert_close(_patches[0], _images[1, :, 3:6, 1:4], name="patches[0] (image 1, unit (2, 1): rows 3..5, columns 1..3)")
 _expected = torch.full((3, 3, 3), 0.5)
 _expected[:, 1:, 1:] = _images[0, :, 0:2, 0:2]
 assert_close(_patches[1], _expected, name="patches[1] (image 0, unit (0, 0): rows and columns -1..1, -1 is outside)",
              hint="pixels outside the image get the value fill (0.5 by default)")
-_patches, _, _ = _student_topk(_images, _acts, 2, _rf, fill=0.0)
+_patches = student_top_k_patches(top_k_patches, _images, _acts, 2, (3, 2, -1), fill=0.0)[0]
 assert float(_patches[1, :, 0, :].abs().max()) == 0.0, "with fill=0.0, pixels outside the image should be 0"
 
 ### BEGIN HIDDEN TESTS
-for _seed, (_size, _jump, _start) in enumerate([(7, 4, -3), (5, 2, 0), (11, 3, -5), (1, 1, 0), (9, 8, -4)]):
+for _seed, _rf in enumerate([(7, 4, -3), (5, 2, 0), (11, 3, -5), (1, 1, 0), (9, 8, -4)]):
     _imgs = torch.rand(5, 3, 20, 18, generator=torch.Generator().manual_seed(_seed))
     _a = torch.randn(5, 4, 5, generator=torch.Generator().manual_seed(20 + _seed))
     for _fill in (0.5, 0.0):
-        _e_patches, _, _ = ref.top_k_patches(_imgs, _a, 12, (_size, _jump, _start), fill=_fill)
-        _patches, _, _ = _student_topk(_imgs, _a, 12, (_size, _jump, _start), fill=_fill)
-        assert_close(_patches, _e_patches, name=f"patches for rf = {(_size, _jump, _start)}, fill={_fill}")
-_patches, _, _ = _student_topk(_imgs, _a, 3, ref.ReceptiveField(7, 4, -3))
-assert_shape(_patches, (3, 3, 7, 7), name="patches with rf given as a ReceptiveField")
+        check_top_k_patches(top_k_patches, _imgs, _a, 12, _rf, f"rf = {_rf}, fill={_fill}", fill=_fill)
+check_top_k_patches(top_k_patches, _imgs, _a, 3, ref.ReceptiveField(7, 4, -3), "rf given as a ReceptiveField")
 _gray = torch.rand(4, 1, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
 _a = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(9))
-_e_patches, _, _ = ref.top_k_patches(_gray, _a, 4, (4, 3, -1))
-_patches, _, _ = _student_topk(_gray, _a, 4, (4, 3, -1))
-assert_close(_patches, _e_patches, name="patches of one-channel float64 images")
+check_top_k_patches(top_k_patches, _gray, _a, 4, (4, 3, -1), "one-channel float64 images")
 ### END HIDDEN TESTS
 print("Exercise 2, part 2: all visible tests passed.")
 
@@ -631,7 +495,7 @@ print("Exercise 2, part 2: all visible tests passed.")
 # are mostly grey).
 
 # %%
-layer, rf2 = "stages.2", ref.receptive_field(model, "stages.2")
+layer, rf2 = "stages.2", ref.receptive_field(model, layer="stages.2")
 CHANNELS = [14, 16, 17, 18, 5, 21, 31, 33]
 K = 8
 fig, axes = plt.subplots(len(CHANNELS), K, figsize=(K * 1.15, len(CHANNELS) * 1.25), layout="constrained")
@@ -730,62 +594,20 @@ def pca(X, n_components):
 
 # %% nbgrader="tests" id="pca_test" points=2
 # Tests for Exercise 3, part 1: against scikit-learn (up to sign).
-import numpy as np
-import sklearn.decomposition
-import torch
-import helpers
 from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing import assert_close
+from helpers.testing.activations import check_pca_against_sklearn, pca_data, student_pca
 
-_FORBIDDEN = ("sklearn.decomposition.PCA", "torch.pca_lowrank", (ref, "pca"), (ref, "tsne"))
-
-
-def _data(n, d, seed, offset=3.0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64) + offset
-
-
-def _student_pca(X, k):
-    with forbid(*_FORBIDDEN, name="pca"), assert_inputs_unchanged(X=X):
-        out = call_student(pca, X, k)
-    assert isinstance(out, tuple) and len(out) == 3, (
-        f"pca should return a tuple (Z, components, explained_variance), got {type(out).__name__}")
-    Z, C, var = out
-    n, d = X.shape
-    assert_shape(Z, (n, k), name=f"Z for X of shape {(n, d)}, k={k}")
-    assert_shape(C, (k, d), name=f"components for X of shape {(n, d)}, k={k} (one component per row)")
-    assert_shape(var, (k,), name="explained_variance")
-    return Z, C, var
-
-
-def _check_against_sklearn(X, k, what):
-    sk = sklearn.decomposition.PCA(n_components=k, svd_solver="full").fit(X.numpy())
-    sk_Z = torch.from_numpy(sk.transform(X.numpy()))
-    sk_C = torch.from_numpy(sk.components_)
-    Z, C, var = _student_pca(X, k)
-    signs = torch.sign((C.double() * sk_C).sum(dim=1))                  # compare up to sign
-    signs[signs == 0] = 1
-    _, _, _Vh_raw = torch.linalg.svd(X, full_matrices=False)           # what PCA without centring finds
-    if torch.allclose(C.double().abs(), _Vh_raw[:k].abs(), atol=1e-6) and not torch.allclose(_Vh_raw[:k].abs(), sk_C.abs(), atol=1e-6):
-        raise AssertionError(f"pca on {what}: your components are the singular vectors of X itself; "
-                             f"subtract the mean row (centre the data) before the SVD")
-    assert_close(C.double(), sk_C * signs[:, None], name=f"components on {what} (compared up to sign)", atol=1e-6,
-                 hint="the components are the first k rows of V^T from the SVD of the centred data")
-    assert_close(Z.double(), sk_Z * signs[None, :], name=f"Z on {what} (compared up to sign)", atol=1e-6)
-    assert_close(var.double(), torch.from_numpy(sk.explained_variance_), name=f"explained_variance on {what}",
-                 atol=1e-6, rtol=1e-6, hint="S**2 / (N - 1)")
-
-
-_check_against_sklearn(_data(50, 6, seed=0), 3, "a (50, 6) matrix")
+check_pca_against_sklearn(pca, pca_data(50, 6, seed=0), 3, "a (50, 6) matrix")
 
 ### BEGIN HIDDEN TESTS
-_check_against_sklearn(_data(40, 5, seed=1, offset=100.0), 2, "data far from the origin (mean 100)")
-_check_against_sklearn(_data(12, 30, seed=2), 5, "a wide (12, 30) matrix, fewer samples than dimensions")
-_check_against_sklearn(_data(30, 4, seed=3), 4, "all components")
-_check_against_sklearn(_data(60, 8, seed=4), 1, "one component")
-_X32 = _data(80, 10, seed=5).float()
-_Z, _C, _var = _student_pca(_X32, 3)
+check_pca_against_sklearn(pca, pca_data(40, 5, seed=1, offset=100.0), 2, "data far from the origin (mean 100)")
+check_pca_against_sklearn(pca, pca_data(12, 30, seed=2), 5, "a wide (12, 30) matrix, fewer samples than dimensions")
+check_pca_against_sklearn(pca, pca_data(30, 4, seed=3), 4, "all components")
+check_pca_against_sklearn(pca, pca_data(60, 8, seed=4), 1, "one component")
+_X32 = pca_data(80, 10, seed=5).float()
 _eZ, _eC, _evar = ref.pca(_X32, 3)
+_Z, _C, _var = student_pca(pca, _X32, 3)
 assert_close(_C.abs(), _eC.abs(), name="components on float32 data (absolute values)", atol=1e-4)
 assert_close(_var, _evar, name="explained_variance on float32 data", rtol=1e-4, atol=1e-4)
 ### END HIDDEN TESTS
@@ -793,58 +615,15 @@ print("Exercise 3, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="pca_sign_test" points=1
 # Tests for Exercise 3, part 2: sign convention and consistency.
-import numpy as np
-import sklearn.decomposition
-import torch
-import helpers
-from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.activations import check_pca_convention, check_pca_like_reference, pca_data
 
-_FORBIDDEN = ("sklearn.decomposition.PCA", "torch.pca_lowrank", (ref, "pca"), (ref, "tsne"))
-
-
-def _data(n, d, seed, offset=3.0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64) + offset
-
-
-def _student_pca(X, k):
-    with forbid(*_FORBIDDEN, name="pca"), assert_inputs_unchanged(X=X):
-        out = call_student(pca, X, k)
-    assert isinstance(out, tuple) and len(out) == 3, (
-        f"pca should return a tuple (Z, components, explained_variance), got {type(out).__name__}")
-    Z, C, var = out
-    n, d = X.shape
-    assert_shape(Z, (n, k), name=f"Z for X of shape {(n, d)}, k={k}")
-    assert_shape(C, (k, d), name=f"components for X of shape {(n, d)}, k={k} (one component per row)")
-    assert_shape(var, (k,), name="explained_variance")
-    return Z, C, var
-
-
-def _check_convention(X, k, what):
-    Z, C, var = _student_pca(X, k)
-    C, Z = C.double(), Z.double()
-    big = C[torch.arange(k), C.abs().argmax(dim=1)]
-    assert bool((big > 0).all()), (
-        f"pca on {what}: the entry of largest absolute value of every component should be positive, got "
-        f"{[round(float(v), 4) for v in big]}: multiply each row by the sign of its largest-|.| entry")
-    assert_close(C @ C.T, torch.eye(k, dtype=torch.float64), name=f"components @ components.T on {what}", atol=1e-6,
-                 hint="the components must be orthonormal rows")
-    assert_close(Z, (X - X.mean(dim=0)).double() @ C.T, name=f"Z on {what}", atol=1e-6,
-                 hint="Z must be the centred data projected on the components you return: (X - mean) @ components.T, "
-                      "after flipping the signs")
-
-
-_check_convention(_data(50, 6, seed=0), 3, "a (50, 6) matrix")
+check_pca_convention(pca, pca_data(50, 6, seed=0), 3, "a (50, 6) matrix")
 
 ### BEGIN HIDDEN TESTS
 for _seed in range(1, 6):
-    _X = _data(30 + 7 * _seed, 4 + _seed, seed=10 + _seed, offset=-2.0 * _seed)
-    _check_convention(_X, min(3, _X.shape[1]), f"random data #{_seed}")
-    _Z, _C, _var = _student_pca(_X, 3)
-    _eZ, _eC, _evar = ref.pca(_X, 3)
-    assert_close(_C.double(), _eC, name=f"components on random data #{_seed} (with the sign convention)", atol=1e-6)
-    assert_close(_Z.double(), _eZ, name=f"Z on random data #{_seed} (with the sign convention)", atol=1e-6)
+    _X = pca_data(30 + 7 * _seed, 4 + _seed, seed=10 + _seed, offset=-2.0 * _seed)
+    check_pca_convention(pca, _X, 3, f"random data #{_seed}")
+    check_pca_like_reference(pca, _X, 3, f"random data #{_seed}")
 ### END HIDDEN TESTS
 print("Exercise 3, part 2: all visible tests passed.")
 
@@ -900,134 +679,60 @@ def nearest_neighbors(X, queries, k, metric="euclidean", exclude_self=True):
 
 # %% nbgrader="tests" id="nearest_neighbors_test" points=2
 # Tests for Exercise 4, part 1: Euclidean distance and the query itself.
-import numpy as np
-import sklearn.neighbors
 import torch
-import helpers
-from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
-
-_FORBIDDEN = ("sklearn.neighbors.NearestNeighbors", (ref, "nearest_neighbors"))
-
-
-def _student_nn(X, queries, k, **kw):
-    with forbid(*_FORBIDDEN, name="nearest_neighbors"), assert_inputs_unchanged(X=X):
-        out = call_student(nearest_neighbors, X, queries, k, **kw)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"nearest_neighbors should return a tuple (indices, distances), got {type(out).__name__}")
-    idx, dist = out
-    q = len(queries)
-    assert_shape(idx, (q, k), name=f"indices for {q} queries, k={k}")
-    assert_shape(dist, (q, k), name=f"distances for {q} queries, k={k}")
-    assert idx.dtype == torch.int64, f"indices should be an int64 tensor, got {idx.dtype}"
-    return idx, dist
-
-
-def _check_sklearn(X, queries, k, metric, what):
-    nn_ = sklearn.neighbors.NearestNeighbors(n_neighbors=k + 1, metric=metric, algorithm="brute").fit(X.numpy())
-    sk_dist, sk_idx = nn_.kneighbors(X[queries].numpy())        # the query itself comes first: drop it
-    idx, dist = _student_nn(X, queries, k, metric=metric)
-    if idx.tolist() != sk_idx[:, 1:].tolist():
-        r = next(r for r in range(len(queries)) if idx[r].tolist() != sk_idx[r, 1:].tolist())
-        raise AssertionError(f"{what}: wrong neighbours. For query row {queries[r]}: expected {sk_idx[r, 1:].tolist()}, "
-                             f"got {idx[r].tolist()}")
-    assert_close(dist.double(), torch.from_numpy(sk_dist[:, 1:]), name=f"distances ({what})", atol=1e-6)
-
+from helpers.testing import assert_close
+from helpers.testing.activations import check_neighbors, check_neighbors_against_sklearn, student_nearest_neighbors
 
 _X = torch.tensor([[0.0], [1.0], [3.0], [3.5]])
-_idx, _dist = _student_nn(_X, [2], 2)
-if _idx.tolist() == [[2, 3]]:
-    raise AssertionError("nearest_neighbors(X, [2], 2) returned the query itself (row 2) as a neighbour; "
-                         "with exclude_self=True leave the query's own row out")
-assert _idx.tolist() == [[3, 1]], f"nearest_neighbors(X, [2], 2) with X = [0, 1, 3, 3.5]: expected [[3, 1]], got {_idx.tolist()}"
-assert_close(_dist, torch.tensor([[0.5, 2.0]]), name="distances for X = [0, 1, 3, 3.5], query 2")
-_idx, _dist = _student_nn(_X, [2], 2, exclude_self=False)
-assert _idx.tolist() == [[2, 3]], f"with exclude_self=False the query is its own nearest neighbour (distance 0): expected [[2, 3]], got {_idx.tolist()}"
-# Vectors of different lengths: the largest dot product is not the nearest neighbour.
-_X = torch.tensor([[1.0, 0.0], [10.0, 0.0], [0.0, 1.2]])
-_idx, _dist = _student_nn(_X, [0], 1)
-assert _idx.tolist() == [[2]], (
-    f"row 0 = (1, 0) is at distance 1.56 from row 2 = (0, 1.2) and 9 from row 1 = (10, 0): expected [[2]], got "
-    f"{_idx.tolist()} (a dot product or cosine would pick row 1; use the Euclidean distance)")
-_check_sklearn(torch.randn(30, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64), [0, 7, 29], 4,
-               "euclidean", "random (30, 5) data")
+_, _dist = check_neighbors(nearest_neighbors, _X, [2], 2, [[3, 1]], "X = [0, 1, 3, 3.5], query row 2")
+assert_close(_dist, torch.tensor([[0.5, 2.0]]), name="distances for X = [0, 1, 3, 3.5], query row 2")
+check_neighbors(nearest_neighbors, _X, [2], 2, [[2, 3]], "exclude_self=False: the query is its own nearest neighbour",
+                exclude_self=False)
+check_neighbors(nearest_neighbors, torch.tensor([[1.0, 0.0], [10.0, 0.0], [0.0, 1.2]]), [0], 1, [[2]],
+                "row 0 = (1, 0) is 1.56 from row 2 = (0, 1.2) and 9 from row 1 = (10, 0); a dot product or cosine picks row 1")
+_Xs = torch.randn(30, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+check_neighbors_against_sklearn(nearest_neighbors, _Xs, [0, 7, 29], 4, "euclidean", "random (30, 5) data")
 
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(1)
 _Xr = torch.randn(80, 12, generator=_g, dtype=torch.float64) * torch.linspace(0.1, 3, 80, dtype=torch.float64)[:, None]
-_check_sklearn(_Xr, [0, 5, 17, 79, 40], 6, "euclidean", "random (80, 12) data of varied lengths")
-_check_sklearn(_Xr, list(range(80)), 3, "euclidean", "every row as a query")
+check_neighbors_against_sklearn(nearest_neighbors, _Xr, [0, 5, 17, 79, 40], 6, "euclidean", "random (80, 12) data of varied lengths")
+check_neighbors_against_sklearn(nearest_neighbors, _Xr, list(range(80)), 3, "euclidean", "every row as a query")
 # A duplicate of the query is a genuine neighbour: exclude the query by its index, not by its distance.
 _Xd = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [-2.0, 0.0], [5.0, 5.0]], dtype=torch.float64)
-_idx, _dist = _student_nn(_Xd, [0], 2)
-assert _idx.tolist() == [[2, 1]], (
-    f"X has row 2 identical to the query row 0: expected neighbours [[2, 1]] (row 2 at distance 0), got {_idx.tolist()}; "
-    f"leave out the query's own index, not every point at distance 0")
-_idx, _dist = _student_nn(_Xd, torch.tensor([3, 4]), 4)       # rows 0 and 2 tie: either order
+check_neighbors(nearest_neighbors, _Xd, [0], 2, [[2, 1]], "row 2 is identical to the query row 0, at distance 0")
+_idx, _dist = student_nearest_neighbors(nearest_neighbors, _Xd, torch.tensor([3, 4]), 4)       # rows 0 and 2 tie: either order
 _rows = _idx.tolist()
 assert set(_rows[0][:2]) == {0, 2} and _rows[0][2:] == [1, 4] and _rows[1][0] == 1 and \
     set(_rows[1][1:3]) == {0, 2} and _rows[1][3] == 3, f"queries given as a tensor [3, 4]: got {_rows}"
 assert_close(_dist.double(), torch.tensor([[2.0, 2.0, 3.0, 74 ** 0.5], [41 ** 0.5, 50 ** 0.5, 50 ** 0.5, 74 ** 0.5]],
                                           dtype=torch.float64), name="distances for queries [3, 4]", atol=1e-6)
-_idx, _dist = _student_nn(_Xr.float(), [3], 79)
-assert 3 not in _idx[0].tolist() and sorted(_idx[0].tolist()) == [i for i in range(80) if i != 3], (
-    "k = N - 1 with exclude_self: every other row exactly once")
+_idx, _dist = student_nearest_neighbors(nearest_neighbors, _Xr.float(), [3], 79)
+assert sorted(_idx[0].tolist()) == [i for i in range(80) if i != 3], "k = N - 1 with exclude_self: every other row exactly once"
 assert bool((_dist[0, 1:] >= _dist[0, :-1]).all()), "distances must be sorted ascending"
 ### END HIDDEN TESTS
 print("Exercise 4, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="nearest_neighbors_cosine_test" points=1
 # Tests for Exercise 4, part 2: cosine distance.
-import numpy as np
-import sklearn.neighbors
 import torch
-import helpers
-from helpers import activations as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
-
-_FORBIDDEN = ("sklearn.neighbors.NearestNeighbors", (ref, "nearest_neighbors"))
-
-
-def _student_nn(X, queries, k, **kw):
-    with forbid(*_FORBIDDEN, name="nearest_neighbors"), assert_inputs_unchanged(X=X):
-        out = call_student(nearest_neighbors, X, queries, k, **kw)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"nearest_neighbors should return a tuple (indices, distances), got {type(out).__name__}")
-    idx, dist = out
-    q = len(queries)
-    assert_shape(idx, (q, k), name=f"indices for {q} queries, k={k}")
-    assert_shape(dist, (q, k), name=f"distances for {q} queries, k={k}")
-    assert idx.dtype == torch.int64, f"indices should be an int64 tensor, got {idx.dtype}"
-    return idx, dist
-
-
-def _check_sklearn(X, queries, k, metric, what):
-    nn_ = sklearn.neighbors.NearestNeighbors(n_neighbors=k + 1, metric=metric, algorithm="brute").fit(X.numpy())
-    sk_dist, sk_idx = nn_.kneighbors(X[queries].numpy())        # the query itself comes first: drop it
-    idx, dist = _student_nn(X, queries, k, metric=metric)
-    if idx.tolist() != sk_idx[:, 1:].tolist():
-        r = next(r for r in range(len(queries)) if idx[r].tolist() != sk_idx[r, 1:].tolist())
-        raise AssertionError(f"{what}: wrong neighbours. For query row {queries[r]}: expected {sk_idx[r, 1:].tolist()}, "
-                             f"got {idx[r].tolist()}")
-    assert_close(dist.double(), torch.from_numpy(sk_dist[:, 1:]), name=f"distances ({what})", atol=1e-6)
-
+from helpers.testing import assert_close
+from helpers.testing.activations import check_neighbors, check_neighbors_against_sklearn, student_nearest_neighbors
 
 _X = torch.tensor([[1.0, 0.0], [10.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
-_idx, _dist = _student_nn(_X, [0], 2, metric="cosine")
-assert _idx.tolist() == [[1, 2]], (
-    f"cosine neighbours of (1, 0) among (10, 1), (0, 1), (-1, 0): expected [[1, 2]] (angle 5.7 and 90 degrees), got "
-    f"{_idx.tolist()}; the cosine distance ignores the length of the vectors")
+_, _dist = check_neighbors(nearest_neighbors, _X, [0], 2, [[1, 2]], "cosine neighbours of (1, 0) among (10, 1), (0, 1), "
+                           "(-1, 0): angles 5.7 and 90 degrees; the cosine distance ignores the length", metric="cosine")
 assert_close(_dist, torch.tensor([[1 - 10 / 101 ** 0.5, 1.0]]), name="cosine distances from (1, 0)", atol=1e-5,
              hint="1 - a.b / (|a| |b|)")
 
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(2)
 _Xr = torch.randn(60, 9, generator=_g, dtype=torch.float64) * torch.linspace(0.2, 5, 60, dtype=torch.float64)[:, None]
-_check_sklearn(_Xr, [0, 11, 30, 59], 5, "cosine", "random (60, 9) data of varied lengths, cosine")
-_idx_e, _ = _student_nn(_Xr, [0, 11, 30, 59], 5, metric="euclidean")
-_idx_c, _ = _student_nn(_Xr, [0, 11, 30, 59], 5, metric="cosine")
+check_neighbors_against_sklearn(nearest_neighbors, _Xr, [0, 11, 30, 59], 5, "cosine", "random (60, 9) data of varied lengths, cosine")
+_idx_e, _ = student_nearest_neighbors(nearest_neighbors, _Xr, [0, 11, 30, 59], 5, metric="euclidean")
+_idx_c, _ = student_nearest_neighbors(nearest_neighbors, _Xr, [0, 11, 30, 59], 5, metric="cosine")
 assert _idx_e.tolist() != _idx_c.tolist(), "metric='cosine' and metric='euclidean' should give different neighbours here"
-_idx, _dist = _student_nn(_Xr, [5], 3, metric="cosine", exclude_self=False)
+_idx, _dist = student_nearest_neighbors(nearest_neighbors, _Xr, [5], 3, metric="cosine", exclude_self=False)
 assert int(_idx[0, 0]) == 5 and abs(float(_dist[0, 0])) < 1e-6, "cosine, exclude_self=False: the query first, at distance 0"
 ### END HIDDEN TESTS
 print("Exercise 4, part 2: all visible tests passed.")
@@ -1152,8 +857,8 @@ digits_net = trained_digits_cnn(seed=0, epochs=helpers.fast(full=30, fast=15)).t
 untrained = type(digits_net)(seed=0).to(device).eval()
 X_test, y_test = load_digits(split="test")
 spaces = {"raw pixels": X_test.flatten(1),                                          # (450, 64)
-          "untrained CNN features": ref.extract_features(untrained, X_test, "flatten"),
-          "trained CNN features": ref.extract_features(digits_net, X_test, "flatten")}
+          "untrained CNN features": ref.extract_features(untrained, X_test, layer="flatten"),
+          "trained CNN features": ref.extract_features(digits_net, X_test, layer="flatten")}
 print(f"trained and embedded in {time.perf_counter() - t0:.1f} s")
 
 fig, axes = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
@@ -1207,7 +912,7 @@ plt.show()
 # (they call it calibration) and average. The bright region is the actual receptive field. They
 # found it much smaller than the theoretical one, and growing with depth more slowly.
 #
-# `ref.occlusion_map` does this for one image (an $11\times11$ random patch, moved in steps of a
+# `ref.unit_occlusion_map` does this for one image (an $11\times11$ random patch, moved in steps of a
 # few pixels over the unit's field) and `ref.occlusion_receptive_field` aligns and averages the
 # maps, each normalised to a maximum of 1. Below: channel 16 of `stages.2`, on its top crops.
 
@@ -1217,8 +922,10 @@ patches, values, where = ref.top_k_patches(gallery.images, gallery_acts["stages.
                                            one_per_image=True, inside_only=True)
 top_images = gallery.images[where[:, 0]]
 t0 = time.perf_counter()
-actual, maps = ref.occlusion_receptive_field(model, "stages.2", CH, top_images.to(device), where[:, 1:].tolist(),
+units = [(CH, i, j) for _, i, j in where.tolist()]              # the unit at its top location in each crop
+actual, maps = ref.occlusion_receptive_field(model, top_images.to(device), units, layer="stages.2",
                                              stride=STEP, rf=rf2, return_maps=True)
+actual, maps = actual.cpu(), maps.cpu()
 print(f"{N_OCC} images, {time.perf_counter() - t0:.1f} s")
 
 half = actual >= 0.5 * float(actual.max())
