@@ -117,3 +117,32 @@ def test_every_runtime_import_of_helpers_is_a_declared_runtime_dependency():
         if dist not in runtime:
             undeclared.append(f"{name} (distribution {dist})")
     assert not undeclared, f"helpers imports packages that pyproject.toml does not declare at runtime: {undeclared}"
+
+
+def test_a_regular_install_ships_every_module(tmp_path):
+    """Colab installs the course with a plain (non-editable) pip install: the wheel must hold every
+    module of helpers and grading, the topic packages (helpers.filters, helpers.testing, ...)
+    included, and the data files (ImageNet labels)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"   # build from a copy: setuptools writes build/ next to the sources
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for pkg in ("helpers", "grading"):
+        shutil.copytree(repo / pkg, src / pkg, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(repo / name, src / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {p.relative_to(repo).as_posix() for pkg in ("helpers", "grading")
+              for p in (repo / pkg).rglob("*") if p.suffix in {".py", ".txt"}
+              and "__pycache__" not in p.parts}
+    assert wanted and not wanted - shipped, f"missing from the wheel: {sorted(wanted - shipped)}"
