@@ -66,9 +66,8 @@ True
 """
 from __future__ import annotations
 
-import contextlib
 import io
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -77,11 +76,12 @@ import torch.nn.functional as F
 
 from ._checks import (TargetArg, _describe, check_choice, check_model, check_number,
                       check_positive_int, check_target, check_tensor, check_unit_range,
-                      class_scores, model_device)
+                      class_scores)
+from .digits import train_classifier
 from .filters import gaussian_blur
 from .images import load_image, resize_image
 from .runtime import progress as _progress
-from .taps import eval_mode, frozen
+from .taps import frozen
 
 __all__ = [
     "PHOTOS",
@@ -624,19 +624,6 @@ def random_distortion(x: torch.Tensor, *, generator: Optional[torch.Generator] =
     return y.clamp(0.0, 1.0)
 
 
-@contextlib.contextmanager
-def _cpu_threads(n: Optional[int]) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` while the block runs (``None``: leave it); restored after."""
-    before = torch.get_num_threads()
-    try:
-        if n is not None:
-            torch.set_num_threads(n)
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
 # =============================================================================================
 # adversarial training (Goodfellow et al. 2015; Madry et al. 2018)
 # =============================================================================================
@@ -655,9 +642,11 @@ def adversarial_training(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, 
     random start).  ``attack="fgsm"`` uses one FGSM step from a random start instead, with step
     ``1.25 eps`` (Wong, Rice & Kolter, "Fast is better than free", ICLR 2020), much cheaper.
     ``clean_weight`` mixes in the clean loss, :math:`(1-c)\\,L_{adv} + c\\,L_{clean}`
-    (Goodfellow et al. 2015 used c = 0.5).  Adam with learning rate ``lr``; the mini-batch order
-    and the random starts come from ``seed``, so a run repeats exactly on the CPU.  The model's
-    train/eval mode is restored at the end (its weights, of course, change).
+    (Goodfellow et al. 2015 used c = 0.5).  The training loop is
+    :func:`helpers.digits.train_classifier` (Adam with learning rate ``lr``, mini-batch order from
+    ``seed``) with this loss per mini-batch; the random starts come from ``seed + 1``, so a run
+    repeats exactly on the CPU.  Every submodule's train/eval flag, PyTorch's thread setting and
+    the parameters' ``.grad`` are restored at the end (the weights, of course, change).
 
     Parameters
     ----------
@@ -674,52 +663,23 @@ def adversarial_training(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, 
     """
     check_model(model)
     _check_images(X, "X")
-    check_tensor(y, "y", ndim=1)
-    if y.dtype != torch.long or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be an int64 tensor of shape ({X.shape[0]},), got {_describe(y)}")
     eps = check_number(eps, "eps", minimum=0, maximum=1, hint=_EPS_HINT)
     check_choice(attack, "attack", ["pgd", "fgsm"])
     alpha = _pgd_alpha(alpha, eps, steps) if attack == "pgd" else 1.25 * eps
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    lr = check_number(lr, "lr", minimum=0, strict=True)
+    n_steps = steps if attack == "pgd" else 1
     clean_weight = check_number(clean_weight, "clean_weight", minimum=0, maximum=1)
     seed = check_number(seed, "seed", minimum=0, integer=True)
-    if num_threads is not None:
-        check_positive_int(num_threads, "num_threads")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
-
-    device = model_device(model)
-    X, y = X.detach().to(device), y.detach().to(device)
-    order_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    n_steps = steps if attack == "pgd" else 1
-    history: List[float] = []
-    # eval_mode gives every submodule its own train flag back at the end; inside, the model is
-    # attacked in eval mode (frozen, in _pgd_loop) and trained in train mode, batch by batch.
-    try:
-        with eval_mode(model), _cpu_threads(num_threads if device.type == "cpu" else None):
-            for _ in _progress(range(epochs), desc="adversarial training",
-                               disable=None if progress else True):
-                order = torch.randperm(X.shape[0], generator=order_gen).to(device)
-                total = 0.0
-                for idx in order.split(batch_size):
-                    xb, yb = X[idx], y[idx]
-                    x_adv = _pgd_loop(model, xb, yb, eps=eps, alpha=alpha, steps=n_steps,
-                                      targeted=False, random_start=True, generator=noise_gen)
-                    model.train()
-                    loss = F.cross_entropy(model(x_adv), yb)
-                    if clean_weight > 0:
-                        loss = (1 - clean_weight) * loss + clean_weight * F.cross_entropy(model(xb), yb)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach()) * idx.numel()
-                history.append(total / X.shape[0])
-    finally:
-        for p in params:
-            p.grad = None
-    return history
+
+    def adversarial_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The loss of one mini-batch: attack it (eval mode, frozen), then the loss in train mode."""
+        x_adv = _pgd_loop(model, xb, yb, eps=eps, alpha=alpha, steps=n_steps, targeted=False,
+                          random_start=True, generator=noise_gen)
+        loss = F.cross_entropy(model(x_adv), yb)
+        if clean_weight > 0:
+            loss = (1 - clean_weight) * loss + clean_weight * F.cross_entropy(model(xb), yb)
+        return loss
+
+    return train_classifier(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            batch_loss=adversarial_loss, progress=progress,
+                            num_threads=num_threads)

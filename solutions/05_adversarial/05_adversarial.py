@@ -172,117 +172,22 @@ def logistic_attack(x, w, b=0.0, *, eps, target=1):
 # Tests for Exercise 1: the lecture's numbers, both directions, batches.
 import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_logistic(x, w, b=0.0, **kw):
-    copy = x.clone()
-    with forbid(*_FORBIDDEN, name="logistic_attack"):
-        out = call_student(logistic_attack, x, w, b, **kw)
-    assert torch.equal(x, copy), "logistic_attack must not modify x in place (x = x + ..., not x += ...)"
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"logistic_attack should return a pair (x_adv, p), got {type(out).__name__}")
-    return out
-
+from helpers.testing import assert_close
+from helpers.testing.adversarial import run_logistic_attack
 
 _x = torch.tensor([1.0, -2, -2, 3, -1, 2, -2, -3])
 _w = torch.tensor([2.0, -1, -1, -1, 2, -1, -1, 1])
 # By hand: w.x = -2 and ||w||_1 = 10, so w.x' = -2 + 10 eps: -1, 0, 1 -> sigmoid 0.2689, 0.5, 0.7311.
 for _eps, _p in [(0.1, 0.2689), (0.2, 0.5), (0.3, 0.7311)]:
-    _xa, _pa = _student_logistic(_x, _w, eps=_eps)
+    _xa, _pa = run_logistic_attack(logistic_attack, _x, _w, eps=_eps)
     assert_close(_pa, torch.tensor(_p), name=f"P(y=1|x') for eps={_eps}", atol=1e-4,
                  hint="p is sigmoid(w . x_adv + b), the probability of class 1 after the step")
-_xa, _ = _student_logistic(_x, _w, eps=0.1)
+_xa, _ = run_logistic_attack(logistic_attack, _x, _w, eps=0.1)
 assert_close(_xa, torch.tensor([1.1, -2.1, -2.1, 2.9, -0.9, 1.9, -2.1, -2.9]), name="x' for eps=0.1", atol=1e-6,
              hint="every coordinate moves by eps in the direction of sign(w)")
 # Towards class 0: w.x' = -2 - 10 * 0.1 = -3.
-_xa, _pa = _student_logistic(_x, _w, eps=0.1, target=0)
+_xa, _pa = run_logistic_attack(logistic_attack, _x, _w, eps=0.1, target=0)
 assert_close(_pa, torch.tensor(1 / (1 + math.exp(3.0))), name="P(y=1|x') for eps=0.1, target=0", atol=1e-4,
              hint="target=0 moves x against sign(w), lowering the probability of class 1")
 
@@ -293,7 +198,7 @@ _w[::7] = 0.0                                                      # some weight
 _X = torch.randn(6, 50, generator=_g, dtype=torch.float64)
 for _target in (1, 0):
     _e_x, _e_p = ref.logistic_attack(_X, _w, 0.3, eps=0.05, target=_target)
-    _xa, _pa = _student_logistic(_X, _w, 0.3, eps=0.05, target=_target)
+    _xa, _pa = run_logistic_attack(logistic_attack, _X, _w, 0.3, eps=0.05, target=_target)
     assert_close(_xa, _e_x, name=f"x_adv for a batch (6, 50), target={_target}", atol=1e-12,
                  hint="use eps * sign(w) (every coordinate moves by eps, zeros stay), not eps * w")
     assert_close(_pa, _e_p, name=f"p for a batch (6, 50), target={_target}, b=0.3", atol=1e-12)
@@ -464,124 +369,25 @@ def fooling_image(model, x, target, *, step_size=0.25, max_steps=100):
 
 # %% nbgrader="tests" id="fooling_image_test" points=2
 # Tests for Exercise 2, part 1: one step by hand, stopping.
-import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_fool(model, x, target, **kw):
-    out = _run(fooling_image, "fooling_image", model, x, target, **kw)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"fooling_image should return a pair (x_adv, steps), got {type(out).__name__}")
-    x_adv, steps = out
-    _check_box(x, x_adv, None, "fooling_image")
-    assert isinstance(steps, torch.Tensor) and steps.shape == (x.shape[0],) and steps.dtype == torch.int64, (
-        f"steps should be an int64 tensor of shape ({x.shape[0]},), got "
-        f"{steps.dtype if isinstance(steps, torch.Tensor) else type(steps).__name__} "
-        f"{tuple(steps.shape) if isinstance(steps, torch.Tensor) else ''}")
-    return x_adv, steps
-
-
+from helpers.testing import assert_close
+from helpers.testing.adversarial import run_fooling_image
+from helpers.testing.nets import linear_net, random_images, tiny_cnn
 
 # A linear model: the gradient of the target logit is the target's weight row W_t, so one step
 # is x + step_size * W_t / ||W_t||, clamped to [0, 1].
-_net = _linear(seed=0)
-_x = _images(1, side=4, seed=1) * 0.5 + 0.25                     # away from 0 and 1: no clamping
+_net = linear_net(seed=0)
+_x = random_images(1, side=4, seed=1) * 0.5 + 0.25  # away from 0 and 1: no clamping
 with torch.no_grad():
-    _t = int(_net(_x).argmin())                                   # the class the model likes least
+    _t = int(_net(_x).argmin())  # the class the model likes least
 _W = _net[1].weight.detach()[_t].reshape(1, 3, 4, 4)
-_xa, _steps = _student_fool(_net, _x, _t, step_size=0.5, max_steps=1)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x, _t, step_size=0.5, max_steps=1)
 assert int(_steps[0]) == 1, f"after one step on an unfooled image steps should be [1], got {_steps.tolist()}"
 assert_close(_xa, _x + 0.5 * _W / _W.norm(), name="fooling_image(linear net, max_steps=1)", atol=1e-10,
              hint="one step adds step_size * g / ||g||_2, g the gradient of the raw target logit")
 # Run to the end: the model must predict the target, and the image then stops changing.
-_xa, _steps = _student_fool(_net, _x, _t, step_size=0.5, max_steps=200)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x, _t, step_size=0.5, max_steps=200)
 with torch.no_grad():
     _pred = int(_net(_xa).argmax())
 assert _pred == _t, f"after {_steps.tolist()} steps the model predicts {_pred}, not the target {_t}"
@@ -592,21 +398,21 @@ assert _steps.tolist() == _e_steps.tolist(), (
 # An image that is already classified as the target: 0 steps, unchanged.
 with torch.no_grad():
     _already = int(_net(_x).argmax())
-_xa, _steps = _student_fool(_net, _x, _already, max_steps=10)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x, _already, max_steps=10)
 assert _steps.tolist() == [0] and torch.equal(_xa, _x), (
     "an image that is already predicted as its target should take 0 steps and come back unchanged")
 
 ### BEGIN HIDDEN TESTS
-_net = _tiny_cnn(seed=3)
-_x = _images(2, seed=4)
+_net = tiny_cnn(seed=3)
+_x = random_images(2, seed=4)
 with torch.no_grad():
     _t = int(_net(_x[:1]).argmin())
 _e_xa, _e_steps = ref.fooling_image(_net, _x[:1], _t, step_size=0.3, max_steps=1)
-_xa, _steps = _student_fool(_net, _x[:1], _t, step_size=0.3, max_steps=1)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x[:1], _t, step_size=0.3, max_steps=1)
 assert_close(_xa, _e_xa, name="one step on a small CNN", atol=1e-10,
              hint="ascend the raw logit of the target (not its softmax probability), normalised by the L2 norm")
 _e_xa, _e_steps = ref.fooling_image(_net, _x[:1], _t, step_size=0.3, max_steps=100)
-_xa, _steps = _student_fool(_net, _x[:1], _t, step_size=0.3, max_steps=100)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x[:1], _t, step_size=0.3, max_steps=100)
 assert _steps.tolist() == _e_steps.tolist(), f"small CNN: expected {_e_steps.tolist()} steps, got {_steps.tolist()}"
 assert_close(_xa, _e_xa, name="fooling image of a small CNN", atol=1e-9)
 ### END HIDDEN TESTS
@@ -614,118 +420,19 @@ print("Exercise 2, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="fooling_image_batch_test" points=1
 # Tests for Exercise 2, part 2: batches, clamping, the model's mode.
-import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_fool(model, x, target, **kw):
-    out = _run(fooling_image, "fooling_image", model, x, target, **kw)
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"fooling_image should return a pair (x_adv, steps), got {type(out).__name__}")
-    x_adv, steps = out
-    _check_box(x, x_adv, None, "fooling_image")
-    assert isinstance(steps, torch.Tensor) and steps.shape == (x.shape[0],) and steps.dtype == torch.int64, (
-        f"steps should be an int64 tensor of shape ({x.shape[0]},), got "
-        f"{steps.dtype if isinstance(steps, torch.Tensor) else type(steps).__name__} "
-        f"{tuple(steps.shape) if isinstance(steps, torch.Tensor) else ''}")
-    return x_adv, steps
-
-
+from helpers.testing import assert_close
+from helpers.testing.adversarial import run_fooling_image
+from helpers.testing.nets import random_images, tiny_cnn, with_dropout
 
 # A batch of three images with three different targets; image 1's target is its current class.
-_net = _tiny_cnn(seed=0)
-_x = _images(3, seed=1, edges=True)
+_net = tiny_cnn(seed=0)
+_x = random_images(3, seed=1, edges=True)
 with torch.no_grad():
     _pred = _net(_x).argmax(dim=1)
 _t = torch.tensor([(int(_pred[0]) + 1) % 5, int(_pred[1]), (int(_pred[2]) + 2) % 5])
-_xa, _steps = _student_fool(_net, _x, _t, step_size=0.5, max_steps=300)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x, _t, step_size=0.5, max_steps=300)
 with torch.no_grad():
     _now = _net(_xa).argmax(dim=1)
 assert _now.tolist() == _t.tolist(), f"the images should end up classified as {_t.tolist()}, got {_now.tolist()}"
@@ -741,14 +448,14 @@ assert_close(_xa, _e_xa, name="fooling images of a batch", atol=1e-9,
              hint="normalise each image by its own gradient norm, clamp to [0, 1] after every step, "
                   "and leave finished images alone")
 # large steps on images with many pixels at 0 or 1: the clamp must act after every step
-_x2 = _images(2, seed=7, edges=True)
+_x2 = random_images(2, seed=7, edges=True)
 _e_xa, _e_steps = ref.fooling_image(_net, _x2, 2, step_size=3.0, max_steps=3)
-_xa, _steps = _student_fool(_net, _x2, 2, step_size=3.0, max_steps=3)
+_xa, _steps = run_fooling_image(fooling_image, _net, _x2, 2, step_size=3.0, max_steps=3)
 assert_close(_xa, _e_xa, name="fooling_image with large steps (clamping after every step)", atol=1e-9)
 # a model in train mode (with dropout) is run in eval mode and put back in train mode
-_drop = _with_dropout(seed=1)
+_drop = with_dropout(seed=1)
 _e_xa, _e_steps = ref.fooling_image(_drop, _x, 0, step_size=0.5, max_steps=20)
-_xa, _steps = _student_fool(_drop, _x, 0, step_size=0.5, max_steps=20)
+_xa, _steps = run_fooling_image(fooling_image, _drop, _x, 0, step_size=0.5, max_steps=20)
 assert _drop.training, "the model was in train mode before fooling_image and must be again afterwards"
 assert_close(_xa, _e_xa, name="fooling_image on a model with dropout (use eval mode)", atol=1e-9)
 ### END HIDDEN TESTS
@@ -862,246 +569,65 @@ def fgsm(model, x, target, *, eps, targeted=False):
 
 # %% nbgrader="tests" id="fgsm_test" points=2
 # Tests for Exercise 3, part 1: untargeted FGSM.
-import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_fgsm(model, x, target, **kw):
-    x_adv = _run(fgsm, "fgsm", model, x, target, **kw)
-    _check_box(x, x_adv, kw["eps"], "fgsm")
-    return x_adv
-
-
+from helpers.testing import assert_close
+from helpers.testing.adversarial import ce_grad_by_hand, run_attack
+from helpers.testing.nets import linear_net, random_images, tiny_cnn, with_dropout
 
 # A linear model, whose loss gradient is (softmax - onehot) W: the answer can be written down.
-_net = _linear(seed=0)
-_x = _images(3, side=4, seed=1) * 0.6 + 0.2                      # away from 0 and 1: no clamping
+_net = linear_net(seed=0)
+_x = random_images(3, side=4, seed=1) * 0.6 + 0.2  # away from 0 and 1: no clamping
 _y = torch.tensor([0, 2, 3])
-_expected = _x + 0.05 * _ce_grad_by_hand(_net, _x, _y).sign()
-_got = _student_fgsm(_net, _x, _y, eps=0.05)
+_expected = _x + 0.05 * ce_grad_by_hand(_net, _x, _y).sign()
+_got = run_attack(fgsm, _net, _x, _y, eps=0.05)
 assert_close(_got, _expected, name="fgsm(linear net, x, y, eps=0.05)", atol=1e-10,
              hint="untargeted: x + eps * sign(gradient of the cross-entropy of the true label)")
 # The same label for every image, given as an int.
-_expected = _x + 0.05 * _ce_grad_by_hand(_net, _x, torch.tensor([1, 1, 1])).sign()
-assert_close(_student_fgsm(_net, _x, 1, eps=0.05), _expected, name="fgsm(linear net, x, 1, eps=0.05)", atol=1e-10)
-# Pixels at 0 and 1: the result must be clamped to [0, 1] (checked inside _student_fgsm).
-_xe = _images(3, side=4, seed=2, edges=True)
-_got = _student_fgsm(_net, _xe, _y, eps=0.1)
-assert_close(_got, (_xe + 0.1 * _ce_grad_by_hand(_net, _xe, _y).sign()).clamp(0, 1),
+_expected = _x + 0.05 * ce_grad_by_hand(_net, _x, torch.tensor([1, 1, 1])).sign()
+assert_close(run_attack(fgsm, _net, _x, 1, eps=0.05), _expected, name="fgsm(linear net, x, 1, eps=0.05)",
+             atol=1e-10)
+# Pixels at 0 and 1: the result must be clamped to [0, 1] (run_attack checks it).
+_xe = random_images(3, side=4, seed=2, edges=True)
+_got = run_attack(fgsm, _net, _xe, _y, eps=0.1)
+assert_close(_got, (_xe + 0.1 * ce_grad_by_hand(_net, _xe, _y).sign()).clamp(0, 1),
              name="fgsm on images with pixels at 0 and 1", atol=1e-10)
 
 ### BEGIN HIDDEN TESTS
-_cnn = _tiny_cnn(seed=2)
-_x = _images(4, seed=3, edges=True)
+_cnn = tiny_cnn(seed=2)
+_x = random_images(4, seed=3, edges=True)
 _y = torch.tensor([0, 1, 4, 2])
 for _eps in (0.03, 0.2):
     _e = ref.fgsm(_cnn, _x, _y, eps=_eps)
-    assert_close(_student_fgsm(_cnn, _x, _y, eps=_eps), _e, name=f"fgsm on a small CNN, eps={_eps}", atol=1e-10,
+    assert_close(run_attack(fgsm, _cnn, _x, _y, eps=_eps), _e, name=f"fgsm on a small CNN, eps={_eps}",
+                 atol=1e-10,
                  hint="the step is eps * sign(gradient), every pixel moves by exactly eps before the clamp")
-_drop = _with_dropout(seed=1)
+_drop = with_dropout(seed=1)
 _e = ref.fgsm(_drop, _x, _y, eps=0.05)
-_got = _student_fgsm(_drop, _x, _y, eps=0.05)
+_got = run_attack(fgsm, _drop, _x, _y, eps=0.05)
 assert _drop.training, "the model was in train mode before fgsm and must be again afterwards"
 assert_close(_got, _e, name="fgsm on a model with dropout (attack it in eval mode)", atol=1e-10)
 _x32 = _x.float()
-_cnn32 = _tiny_cnn(seed=2, dtype=torch.float32)
-_got = _student_fgsm(_cnn32, _x32, _y, eps=0.05)
+_cnn32 = tiny_cnn(seed=2, dtype=torch.float32)
+_got = run_attack(fgsm, _cnn32, _x32, _y, eps=0.05)
 assert _got.dtype == torch.float32, f"fgsm should keep x's dtype float32, got {_got.dtype}"
 ### END HIDDEN TESTS
 print("Exercise 3, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="fgsm_targeted_test" points=1
 # Tests for Exercise 3, part 2: targeted FGSM.
-import math
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
+from helpers.testing import assert_close
+from helpers.testing.adversarial import ce_grad_by_hand, run_attack
+from helpers.testing.nets import linear_net, random_images, tiny_cnn
 
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_fgsm(model, x, target, **kw):
-    x_adv = _run(fgsm, "fgsm", model, x, target, **kw)
-    _check_box(x, x_adv, kw["eps"], "fgsm")
-    return x_adv
-
-
-
-_net = _linear(seed=0)
-_x = _images(3, side=4, seed=1) * 0.6 + 0.2
+_net = linear_net(seed=0)
+_x = random_images(3, side=4, seed=1) * 0.6 + 0.2
 _t = torch.tensor([3, 3, 1])
-_expected = _x - 0.05 * _ce_grad_by_hand(_net, _x, _t).sign()
-_got = _student_fgsm(_net, _x, _t, eps=0.05, targeted=True)
+_expected = _x - 0.05 * ce_grad_by_hand(_net, _x, _t).sign()
+_got = run_attack(fgsm, _net, _x, _t, eps=0.05, targeted=True)
 assert_close(_got, _expected, name="fgsm(linear net, x, t, eps=0.05, targeted=True)", atol=1e-10,
              hint="targeted: x - eps * sign(gradient of the cross-entropy of the goal class): descend it")
 with torch.no_grad():
@@ -1110,14 +636,14 @@ with torch.no_grad():
 assert bool((_after < _before).all()), "a targeted step should lower the loss of the goal class"
 
 ### BEGIN HIDDEN TESTS
-_cnn = _tiny_cnn(seed=5)
-_x = _images(4, seed=6, edges=True)
+_cnn = tiny_cnn(seed=5)
+_x = random_images(4, seed=6, edges=True)
 _t = torch.tensor([4, 0, 0, 3])
 _e = ref.fgsm(_cnn, _x, _t, eps=0.08, targeted=True)
-assert_close(_student_fgsm(_cnn, _x, _t, eps=0.08, targeted=True), _e, name="targeted fgsm on a small CNN",
+assert_close(run_attack(fgsm, _cnn, _x, _t, eps=0.08, targeted=True), _e, name="targeted fgsm on a small CNN",
              atol=1e-10)
 _e = ref.fgsm(_cnn, _x, 2, eps=0.08, targeted=True)
-assert_close(_student_fgsm(_cnn, _x, 2, eps=0.08, targeted=True), _e, name="targeted fgsm, int target",
+assert_close(run_attack(fgsm, _cnn, _x, 2, eps=0.08, targeted=True), _e, name="targeted fgsm, int target",
              atol=1e-10)
 ### END HIDDEN TESTS
 print("Exercise 3, part 2: all visible tests passed.")
@@ -1159,120 +685,20 @@ def attack_success_rate(model, x_adv, target, *, targeted=False):
 
 # %% nbgrader="tests" id="attack_success_rate_test" points=2
 # Tests for Exercise 4.
-import math
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-class _FirstPixels(nn.Module):
-    """A 'classifier' whose logits are the first 5 values of each image: its predictions are known."""
-
-    def forward(self, x):
-        return 10.0 * x.flatten(1)[:, :5]
-
-
-def _student_rate(model, x_adv, target, **kw):
-    with forbid(*_FORBIDDEN, name="attack_success_rate"), assert_inputs_unchanged(x_adv=x_adv, model=model):
-        out = call_student(attack_success_rate, model, x_adv, target, **kw)
-    assert isinstance(out, float), (
-        f"attack_success_rate should return a Python float (use float(...)), got {type(out).__name__}")
-    return out
-
+from helpers.testing.adversarial import FirstPixels, run_success_rate
+from helpers.testing.nets import random_images, tiny_cnn
 
 _x = torch.zeros(4, 3, 2, 2)
 for _i, _k in enumerate([0, 3, 3, 1]):                  # the predictions are 0, 3, 3, 1
     _x.view(4, -1)[_i, _k] = 1.0
-_m = _FirstPixels()
+_m = FirstPixels()
 for _target, _targeted, _expected in [(torch.tensor([0, 3, 2, 2]), False, 0.5),   # 2 and 3 changed
                                       (torch.tensor([0, 1, 3, 1]), True, 0.75),   # 0, 2, 3 hit the goal
                                       (1, False, 0.75), (1, True, 0.25)]:
-    _got = _student_rate(_m, _x, _target, targeted=_targeted)
+    _got = run_success_rate(attack_success_rate, _m, _x, _target, targeted=_targeted)
     assert abs(_got - _expected) < 1e-12, (
         f"attack_success_rate(predictions [0, 3, 3, 1], target={_target if isinstance(_target, int) else _target.tolist()}, "
         f"targeted={_targeted}) should be {_expected}, got {_got}"
@@ -1280,12 +706,12 @@ for _target, _targeted, _expected in [(torch.tensor([0, 3, 2, 2]), False, 0.5), 
            " (untargeted: success means prediction != true label)"))
 
 ### BEGIN HIDDEN TESTS
-_cnn = _tiny_cnn(seed=4)
-_X = _images(40, seed=5)
+_cnn = tiny_cnn(seed=4)
+_X = random_images(40, seed=5)
 _Y = torch.randint(0, 5, (40,), generator=torch.Generator().manual_seed(6))
 for _targeted in (False, True):
     _e = ref.attack_success_rate(_cnn, _X, _Y, targeted=_targeted)
-    assert abs(_student_rate(_cnn, _X, _Y, targeted=_targeted) - _e) < 1e-12, (
+    assert abs(run_success_rate(attack_success_rate, _cnn, _X, _Y, targeted=_targeted) - _e) < 1e-12, (
         f"40 images of a small CNN, targeted={_targeted}: expected {_e}")
 # BatchNorm in train mode would use the batch's statistics (and update its running averages):
 # predictions must be made in eval mode.
@@ -1294,7 +720,7 @@ with torch.no_grad():
     _bn[2].running_mean.copy_(torch.tensor([3.0, -2.0, 1.0, 0.5, -1.0], dtype=torch.float64))
 _bn.train()
 _e = ref.attack_success_rate(_bn, _X, _Y)
-_got = _student_rate(_bn, _X, _Y)
+_got = run_success_rate(attack_success_rate, _bn, _X, _Y)
 assert _bn.training, "the model was in train mode before and must be again afterwards"
 assert abs(_got - _e) < 1e-12, f"a model with BatchNorm: expected {_e}, got {_got}: predict in eval mode"
 ### END HIDDEN TESTS
@@ -1436,124 +862,26 @@ def pgd(model, x, target, *, eps, alpha=None, steps=10, targeted=False, random_s
 
 # %% nbgrader="tests" id="pgd_test" points=2
 # Tests for Exercise 5, part 1: PGD from a fixed start.
-import math
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_pgd(model, x, target, **kw):
-    x_adv = _run(pgd, "pgd", model, x, target, **kw)
-    _check_box(x, x_adv, kw["eps"], "pgd")
-    return x_adv
-
-
-class _Flat(nn.Module):
-    """Logits that do not depend on the image: the loss gradient is exactly zero, no step moves."""
-
-    def forward(self, x):
-        return torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device) + 0.0 * x.flatten(1).sum(1, keepdim=True)
-
-
+from helpers.testing import assert_close
+from helpers.testing.adversarial import ce_grad_by_hand, run_attack
+from helpers.testing.nets import linear_net, random_images, tiny_cnn, with_dropout
 
 # From x itself, one step of size eps is FGSM (written out for a linear model).
-_net = _linear(seed=0)
-_x = _images(3, side=4, seed=1, edges=True)
+_net = linear_net(seed=0)
+_x = random_images(3, side=4, seed=1, edges=True)
 _y = torch.tensor([0, 2, 3])
-_fgsm = (_x + 0.05 * _ce_grad_by_hand(_net, _x, _y).sign()).clamp(0, 1)
-_got = _student_pgd(_net, _x, _y, eps=0.05, alpha=0.05, steps=1, random_start=False)
+_fgsm = (_x + 0.05 * ce_grad_by_hand(_net, _x, _y).sign()).clamp(0, 1)
+_got = run_attack(pgd, _net, _x, _y, eps=0.05, alpha=0.05, steps=1, random_start=False)
 assert_close(_got, _fgsm, name="pgd(steps=1, alpha=eps, random_start=False)", atol=1e-10,
              hint="from a fixed start, one PGD step of size eps is exactly FGSM")
 # Ten small steps on a CNN: stays in the ball and [0, 1], and raises the loss more than FGSM does.
-_cnn = _tiny_cnn(seed=0)
-_x = _images(4, seed=2, edges=True)
+_cnn = tiny_cnn(seed=0)
+_x = random_images(4, seed=2, edges=True)
 _y = torch.tensor([0, 1, 2, 3])
-_got = _student_pgd(_cnn, _x, _y, eps=0.05, alpha=0.01, steps=10, random_start=False)
+_got = run_attack(pgd, _cnn, _x, _y, eps=0.05, alpha=0.01, steps=10, random_start=False)
 _x_fgsm = ref.fgsm(_cnn, _x, _y, eps=0.05)
 with torch.no_grad():
     _l0 = float(F.cross_entropy(_cnn(_x), _y))
@@ -1563,7 +891,7 @@ assert _l_pgd > _l0, f"untargeted PGD should raise the loss of the true labels: 
 assert _l_pgd >= _l_fgsm - 1e-9, (
     f"ten PGD steps should raise the loss at least as much as one FGSM step of the same eps "
     f"(PGD {_l_pgd:.4f}, FGSM {_l_fgsm:.4f})")
-_got = _student_pgd(_cnn, _x, 4, eps=0.05, alpha=0.01, steps=10, random_start=False, targeted=True)
+_got = run_attack(pgd, _cnn, _x, 4, eps=0.05, alpha=0.01, steps=10, random_start=False, targeted=True)
 with torch.no_grad():
     _l0 = float(F.cross_entropy(_cnn(_x), torch.full((4,), 4)))
     _l1 = float(F.cross_entropy(_cnn(_got), torch.full((4,), 4)))
@@ -1574,13 +902,13 @@ for _kw in (dict(eps=0.05, alpha=0.02, steps=8), dict(eps=0.1, alpha=0.06, steps
             dict(eps=0.03, steps=5)):
     _tgt = torch.tensor([4, 0, 0, 3]) if _kw.get("targeted") else _y
     _e = ref.pgd(_cnn, _x, _tgt, random_start=False, **_kw)
-    assert_close(_student_pgd(_cnn, _x, _tgt, random_start=False, **_kw), _e,
+    assert_close(run_attack(pgd, _cnn, _x, _tgt, random_start=False, **_kw), _e,
                  name=f"pgd on a small CNN with {_kw}, random_start=False", atol=1e-10,
                  hint="after every step project onto the eps-ball around the ORIGINAL x and onto [0, 1]; "
                       "alpha=None means 2.5 * eps / steps")
-_drop = _with_dropout(seed=1)
+_drop = with_dropout(seed=1)
 _e = ref.pgd(_drop, _x, _y, eps=0.05, alpha=0.02, steps=4, random_start=False)
-_got = _student_pgd(_drop, _x, _y, eps=0.05, alpha=0.02, steps=4, random_start=False)
+_got = run_attack(pgd, _drop, _x, _y, eps=0.05, alpha=0.02, steps=4, random_start=False)
 assert _drop.training, "the model was in train mode before pgd and must be again afterwards"
 assert_close(_got, _e, name="pgd on a model with dropout (attack it in eval mode)", atol=1e-10)
 ### END HIDDEN TESTS
@@ -1590,124 +918,25 @@ print("Exercise 5, part 1: all visible tests passed.")
 # Tests for Exercise 5, part 2: the random start.
 import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import adversarial as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, "logistic_attack"), (ref, "fooling_image"), (ref, "fgsm"), (ref, "pgd"),
-              (ref, "eot_pgd"), (ref, "attack_success_rate"), (ref, "predict"),
-              (ref, "_pgd_loop"), (ref, "_loss_gradient"), (ref, "_random_start")]
-try:
-    from captum.robust import FGSM as _CaptumFGSM, PGD as _CaptumPGD
-    _FORBIDDEN += [(_CaptumFGSM, "perturb"), (_CaptumPGD, "perturb")]
-except ImportError:  # Captum is optional for students
-    pass
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN for (N, 3, 8, 8) images; same weights for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
-    return net.to(dtype).eval()
-
-
-def _with_dropout(seed=1):
-    """The small CNN with dropout before its last layer, in train mode: attacks must use eval mode."""
-    net = _tiny_cnn(seed=seed)
-    return nn.Sequential(*list(net)[:-1], nn.Dropout(0.5), net[-1]).train()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: gradients we can write down by hand."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, edges=False):
-    """Random images in [0, 1]; with edges=True about half the pixels sit exactly at 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-    if edges:
-        x = torch.where(x < 0.25, torch.zeros_like(x), torch.where(x > 0.75, torch.ones_like(x), x))
-    return x
-
-
-def _ce_grad_by_hand(net, x, y):
-    """Gradient of sum_n CE(W x_n + b, y_n) for a _linear net, written out: (softmax - onehot) W."""
-    W, b = net[1].weight.detach(), net[1].bias.detach()
-    p = torch.softmax(x.flatten(1) @ W.T + b, dim=1)
-    return ((p - F.one_hot(y, W.shape[0]).to(p.dtype)) @ W).reshape(x.shape)
-
-
-def _run(fn, name, model, x, *args, **kw):
-    """Call the student's function with every shortcut forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(x=x, model=model):
-        out = call_student(fn, model, x, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
-
-
-def _check_box(x, x_adv, eps, name):
-    """x_adv is an image batch like x, without graph, within eps of x (L-inf) and inside [0, 1]."""
-    assert isinstance(x_adv, torch.Tensor), f"{name} should return a tensor, got {type(x_adv).__name__}"
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype, (
-        f"{name} should return a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, "
-        f"got {tuple(x_adv.shape)} {x_adv.dtype}")
-    assert not x_adv.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(x_adv).all()), f"{name} returned NaN or infinite values"
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    assert lo >= 0.0 and hi <= 1.0, (
-        f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the result to [0, 1] "
-        f"(x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        assert moved <= eps + 1e-6, (
-            f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: the perturbation must "
-            f"stay inside the eps-ball")
-
-
-def _student_pgd(model, x, target, **kw):
-    x_adv = _run(pgd, "pgd", model, x, target, **kw)
-    _check_box(x, x_adv, kw["eps"], "pgd")
-    return x_adv
-
-
-class _Flat(nn.Module):
-    """Logits that do not depend on the image: the loss gradient is exactly zero, no step moves."""
-
-    def forward(self, x):
-        return torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device) + 0.0 * x.flatten(1).sum(1, keepdim=True)
-
-
+from helpers.testing.adversarial import ConstantLogits, run_attack
+from helpers.testing.nets import random_images, tiny_cnn
 
 # With a zero gradient no step moves, so the result is the random start itself.
-_flat = _Flat()
+_flat = ConstantLogits()
 _x = torch.full((4, 3, 16, 16), 0.5, dtype=torch.float64)
 _eps = 0.1
-_got = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(0))
+_got = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(0))
 _delta = _got - _x
 assert float(_delta.abs().max()) > 0, "with random_start=True the start must be a random point of the ball, not x"
 assert abs(float(_delta.mean())) < 0.01 * _eps * 10 and abs(float(_delta.std()) - _eps / math.sqrt(3)) < 0.1 * _eps, (
     f"the random start should be uniform in [-eps, eps] (mean 0, std eps/sqrt(3) = {_eps / math.sqrt(3):.4f}); "
     f"got mean {float(_delta.mean()):.4f}, std {float(_delta.std()):.4f}")
-_again = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(0))
+_again = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(0))
 assert torch.equal(_got, _again), "the same seeded generator must give the same random start: draw from `generator`"
-_other = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(1))
+_other = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(1))
 assert not torch.equal(_got, _other), "generators with different seeds should give different random starts"
-_fixed = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=2, random_start=False)
+_fixed = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=2, random_start=False)
 assert torch.equal(_fixed, _x), "with random_start=False (and a zero gradient) pgd should return x unchanged"
 
 ### BEGIN HIDDEN TESTS
@@ -1715,19 +944,19 @@ _share = float((_delta.abs() > 0.9 * _eps).double().mean())
 assert 0.07 < _share < 0.13, (
     f"{_share:.0%} of the random start lies within 10% of the ball's edge, expected about 10% for a "
     f"uniform draw: use eps * (2 * torch.rand(...) - 1), not Gaussian noise or signs")
-# the random start is clamped to [0, 1] (checked in _student_pgd), also near the edges
+# the random start is clamped to [0, 1] (run_attack checks it), also near the edges
 _x0 = torch.full((2, 3, 8, 8), 0.02, dtype=torch.float64)
-_student_pgd(_flat, _x0, 0, eps=0.1, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(2))
+run_attack(pgd, _flat, _x0, 0, eps=0.1, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(2))
 # only the generator decides: the global random state does not matter
 torch.manual_seed(123)
-_a = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(5))
+_a = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(5))
 torch.manual_seed(456)
-_b = _student_pgd(_flat, _x, 0, eps=_eps, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(5))
+_b = run_attack(pgd, _flat, _x, 0, eps=_eps, alpha=0.02, steps=1, generator=torch.Generator().manual_seed(5))
 assert torch.equal(_a, _b), "the random start must come from `generator` (not from the global random state)"
 # on a real network the random start changes the result, and the box still holds
-_cnn = _tiny_cnn(seed=6)
-_x = _images(3, seed=7, edges=True)
-_r = _student_pgd(_cnn, _x, 1, eps=0.05, alpha=0.02, steps=5, generator=torch.Generator().manual_seed(0))
+_cnn = tiny_cnn(seed=6)
+_x = random_images(3, seed=7, edges=True)
+_r = run_attack(pgd, _cnn, _x, 1, eps=0.05, alpha=0.02, steps=5, generator=torch.Generator().manual_seed(0))
 _f = ref.pgd(_cnn, _x, 1, eps=0.05, alpha=0.02, steps=5, random_start=False)
 assert not torch.equal(_r, _f), "pgd with random_start=True should differ from the fixed start"
 ### END HIDDEN TESTS
