@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._checks import _describe, check_choice, check_image_batch, check_positive_int, check_tensor, check_unit
+from .._checks import (_describe, check_choice, check_image_batch, check_positive_int,
+                       check_tensor, check_unit)
 from ..plotting import rescale, show_heatmap, show_images
 from ..runtime import is_fast, is_grading
 from ..taps import LayerArg

@@ -23,7 +23,8 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .._checks import _describe, check_image_batch, check_model, check_positive_int, check_unit, model_device
+from .._checks import (_describe, check_image_batch, check_model, check_positive_int, check_unit,
+                       model_device)
 from ..runtime import progress as _progress
 from ..taps import LayerArg, capture, eval_mode
 from .patches import receptive_field_patch

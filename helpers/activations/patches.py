@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._checks import check_model, check_number, check_positive_int, check_tensor, check_unit, model_device
+from .._checks import (check_model, check_number, check_positive_int, check_tensor, check_unit,
+                       model_device)
 from ..images import list_images, load_image, resize_image
 from ..runtime import progress as _progress
 from ..taps import LayerArg, capture, eval_mode

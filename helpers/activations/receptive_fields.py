@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import _describe, check_model, check_number, check_positive_int, check_tensor, model_device
+from .._checks import (_describe, check_choice, check_model, check_number, check_positive_int,
+                       check_tensor, model_device)
 from ..taps import LayerArg, capture, eval_mode, forward_hooks, frozen, resolve_layer, unit_value
 
 __all__ = ["ReceptiveField", "LayerSpec", "layer_specs", "receptive_field", "unit_gradient",
@@ -121,12 +122,6 @@ def _module_spec(module: nn.Module, name: str, axis: int) -> Optional[LayerSpec]
     return None
 
 
-def _check_axis(axis) -> int:
-    if axis not in (0, 1) or isinstance(axis, bool):
-        raise ValueError(f"axis must be 0 (rows) or 1 (columns), got {axis!r}")
-    return int(axis)
-
-
 def _layer_name(model: nn.Module, layer: LayerArg) -> str:
     """The dotted name of ``layer`` (a name or a submodule), checked with taps.resolve_layer."""
     module = resolve_layer(model, layer)
@@ -156,7 +151,7 @@ def layer_specs(model: nn.Module, *, layer: LayerArg, axis: int = 0) -> List[Lay
     """
     check_model(model)
     layer = _layer_name(model, layer)
-    axis = _check_axis(axis)
+    axis = check_choice(axis, "axis (0: rows, 1: columns)", [0, 1])
     leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
     inside = [i for i, (n, _) in enumerate(leaves) if n == layer or n.startswith(layer + ".")]
     last = inside[-1]
@@ -374,7 +369,7 @@ def empirical_receptive_field(model: nn.Module, *, layer: LayerArg,
     """
     check_model(model)
     resolve_layer(model, layer)
-    axis = _check_axis(axis)
+    axis = check_choice(axis, "axis (0: rows, 1: columns)", [0, 1])
     check_positive_int(in_channels, "in_channels")
     check_positive_int(max_input_size, "max_input_size", minimum=32)
     if input_size is not None:
