@@ -102,8 +102,3 @@ __all__ = [
     "cascading_randomization",
     "rank_correlation",
 ]
-
-# Moved out of this topic's API (a model wrapper and a test network); these aliases keep the
-# released notebook working until it imports them from their new homes.
-from ..models import ProbabilitiesOnly  # noqa: E402,F401
-from ..testing.nets import TinyCNN  # noqa: E402,F401

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from helpers import saliency as ref        # reference implementations used by the demos
 from helpers.filters import gaussian_blur
 from helpers.images import load_image
-from helpers.models import imagenet_labels, load_model
+from helpers.models import ProbabilitiesOnly, imagenet_labels, load_model
 from helpers.plotting import show_heatmap, show_images
 from helpers.taps import features
 
@@ -168,159 +168,45 @@ def saliency_map(model, x, target):
 
 # %% nbgrader="tests" id="saliency_map_test" points=2
 # Tests for Exercise 1, part 1: one image, one class.
-import importlib.util
 import torch
-import helpers
-from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_saliency_map
 
-_FORBIDDEN = [(ref, "saliency_map"), (ref, "input_gradient"), (ref, "to_map"), (ref, "smoothgrad"),
-              (ref, "integrated_gradients"), (ref, "guided_backprop")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.Saliency", "captum.attr.InputXGradient", "captum.attr.IntegratedGradients"]
-
-
-def _student(model, x, target):
-    with forbid(*_FORBIDDEN, name="saliency_map"):
-        return call_student(saliency_map, model, x, target)
-
-
-def _slips(model, x, target):
-    """The maps that the usual mistakes produce, to name them in a failure message."""
-    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
-    grads = {}
-    for kind in ("logit", "prob", "logprob"):
-        xg = x.detach().clone().requires_grad_(True)
-        out = model(xg)
-        out = {"logit": out, "prob": out.softmax(1), "logprob": out.log_softmax(1)}[kind]
-        (grads[kind],) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xg)
-    g = grads["logit"]
-    return {
-        "no absolute value (take |gradient| before the max over the channels)": g.amax(1),
-        "the absolute value is taken after the max over the channels, it must come first": g.amax(1).abs(),
-        "the mean over the colour channels instead of the max": g.abs().mean(1),
-        "the sum over the colour channels instead of the max": g.abs().sum(1),
-        "the gradient of the softmax probability instead of the raw class score (logit)": grads["prob"].abs().amax(1),
-        "the gradient of the log-probability (log-softmax) instead of the raw class score (logit)":
-            grads["logprob"].abs().amax(1),
-    }
-
-
-def _check(model, x, target, what):
-    expected = ref.saliency_map(model, x, target)
-    got = _student(model, x, target)
-    name = f"saliency_map on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = 1e-5 * float(expected.abs().max())
-    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
-        for slip, v in _slips(model, x, target).items():
-            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-
-
-_net = ref.TinyCNN(seed=0)                    # a small random CNN: 3 conv layers + ReLU, 10 classes
 _x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-_check(_net, _x, 3, "a small random CNN (one 16x16 image, class 3)")
-_m = _student(_net, _x, 3)
+_m = check_saliency_map(saliency_map, TinyCNN(seed=0), _x, 3, "a small random CNN (one 16x16 image, class 3)")
 assert bool((_m >= 0).all()), "a saliency map holds absolute values: it cannot be negative"
 assert not _m.requires_grad, "return the map without autograd graph (it comes from torch.autograd.grad, so it has none)"
 
 ### BEGIN HIDDEN TESTS
-_model = load_model()
-_cat = load_image("chelsea", size=64)
-_check(_model, _cat, 285, "EfficientNet-Lite0, the cat at 64x64 px, class 285 (Egyptian cat)")
-_check(_model, _cat, 282, "EfficientNet-Lite0, the cat at 64x64 px, class 282 (tiger cat)")
-_net6 = ref.TinyCNN(seed=1, activation="relu6", gain=2.0).double()
-_check(_net6, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64), 7,
-       "a float64 CNN with ReLU6")
+_model, _cat = load_model(), load_image("chelsea", size=64)
+check_saliency_map(saliency_map, _model, _cat, 285, "EfficientNet-Lite0, the cat at 64x64 px, class 285 (Egyptian cat)")
+check_saliency_map(saliency_map, _model, _cat, 282, "EfficientNet-Lite0, the cat at 64x64 px, class 282 (tiger cat)")
+_x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+check_saliency_map(saliency_map, TinyCNN(seed=1, activation="relu6", gain=2.0).double(), _x, 7, "a float64 CNN with ReLU6")
 ### END HIDDEN TESTS
 print("Exercise 1, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="saliency_map_batch_test" points=1
 # Tests for Exercise 1, part 2: a batch with one class per image; the caller's state.
-import importlib.util
 import torch
-import helpers
-from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_leaves_state, check_saliency_map
 
-_FORBIDDEN = [(ref, "saliency_map"), (ref, "input_gradient"), (ref, "to_map"), (ref, "smoothgrad"),
-              (ref, "integrated_gradients"), (ref, "guided_backprop")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.Saliency", "captum.attr.InputXGradient", "captum.attr.IntegratedGradients"]
-
-
-def _student(model, x, target):
-    with forbid(*_FORBIDDEN, name="saliency_map"):
-        return call_student(saliency_map, model, x, target)
-
-
-def _slips(model, x, target):
-    """The maps that the usual mistakes produce, to name them in a failure message."""
-    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
-    grads = {}
-    for kind in ("logit", "prob", "logprob"):
-        xg = x.detach().clone().requires_grad_(True)
-        out = model(xg)
-        out = {"logit": out, "prob": out.softmax(1), "logprob": out.log_softmax(1)}[kind]
-        (grads[kind],) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xg)
-    g = grads["logit"]
-    return {
-        "no absolute value (take |gradient| before the max over the channels)": g.amax(1),
-        "the absolute value is taken after the max over the channels, it must come first": g.amax(1).abs(),
-        "the mean over the colour channels instead of the max": g.abs().mean(1),
-        "the sum over the colour channels instead of the max": g.abs().sum(1),
-        "the gradient of the softmax probability instead of the raw class score (logit)": grads["prob"].abs().amax(1),
-        "the gradient of the log-probability (log-softmax) instead of the raw class score (logit)":
-            grads["logprob"].abs().amax(1),
-    }
-
-
-def _check(model, x, target, what):
-    expected = ref.saliency_map(model, x, target)
-    got = _student(model, x, target)
-    name = f"saliency_map on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = 1e-5 * float(expected.abs().max())
-    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
-        for slip, v in _slips(model, x, target).items():
-            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-
-
-_net = ref.TinyCNN(seed=2)
+_net = TinyCNN(seed=2)
 _x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-_t = torch.tensor([0, 4, 9])
-_expected = torch.cat([ref.saliency_map(_net, _x[i:i + 1], int(_t[i])) for i in range(3)])
-assert_close(_student(_net, _x, _t), _expected, atol=1e-7, rtol=1e-4,
-             name="saliency_map(model, x, target) with 3 images and target = tensor([0, 4, 9])",
-             hint="every image needs the gradient of its own class: pick logits[n, target[n]] for each n")
-_check(_net, _x, 5, "3 images and one int target (class 5 for all of them)")
+check_saliency_map(saliency_map, _net, _x, torch.tensor([0, 4, 9]), "3 images, target = tensor([0, 4, 9])")
+check_saliency_map(saliency_map, _net, _x, 5, "3 images and one int target (class 5 for all of them)")
 
 ### BEGIN HIDDEN TESTS
-# the caller's x and the model are left as they were
-_x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-_x.requires_grad_(True)
-_x.grad = torch.ones_like(_x)
-with assert_inputs_unchanged(x=_x, model=_net):
-    _student(_net, _x, torch.tensor([1, 2]))
-assert torch.equal(_x.grad, torch.ones_like(_x)), "saliency_map must not change x.grad: work on x.detach().clone()"
-assert all(p.grad is None for p in _net.parameters()), (
-    "saliency_map filled the .grad of the model's parameters: use torch.autograd.grad(score, x_) instead of "
-    "score.backward()")
-_x2 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
-_student(_net, _x2, 0)
-assert not _x2.requires_grad and _x2.grad is None, (
-    "saliency_map changed the caller's x (requires_grad or .grad): work on x_ = x.detach().clone().requires_grad_(True)")
-_model = load_model()
+# the caller's x (values, requires_grad, .grad) and the model's parameters are left as they were
+check_leaves_state(saliency_map, _net, _x[:2], torch.tensor([1, 2]))
 _imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
-_check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0, cat and coffee at 64 px, targets [285, 967]")
+check_saliency_map(saliency_map, load_model(), _imgs, torch.tensor([285, 967]),
+                   "EfficientNet-Lite0, cat and coffee at 64 px, targets [285, 967]")
 ### END HIDDEN TESTS
 print("Exercise 1, part 2: all visible tests passed.")
 
@@ -469,233 +355,59 @@ def occlusion_map(model, x, target, *, size, stride, fill=0.5, batch_size=64):
 
 # %% nbgrader="tests" id="occlusion_map_test" points=2
 # Tests for Exercise 2, part 1: the definition.
-import importlib.util
 import torch
-import helpers
-from helpers import saliency as ref
-from helpers.images import load_image
-from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import TopHalf, check_occlusion_map
 
-_FORBIDDEN = [(ref, "occlusion_map"), (ref, "occlusion_windows")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.Occlusion", "captum.attr.FeatureAblation"]
-
-
-def _student(model, x, target, **kw):
-    with forbid(*_FORBIDDEN, name="occlusion_map"):
-        return call_student(occlusion_map, model, x, target, **kw)
-
-
-def _by_the_definition(model, x, t, size, stride, fill, *, score="prob", normalise=True, mean=True, clip=True):
-    """The definition written out with loops, one patch at a time; the flags make the usual slips."""
-    n, _, h, w = x.shape
-    out = torch.zeros(n, h, w, dtype=torch.float64)
-    stop_h, stop_w = (h - size + stride, w - size + stride) if clip else (h - size + 1, w - size + 1)
-    with torch.no_grad():
-        for i in range(n):
-            ti = int(torch.as_tensor(t).reshape(-1).expand(n)[i])
-            f = (lambda z: model(z).softmax(1)[0, ti]) if score == "prob" else (lambda z: model(z)[0, ti])
-            s0 = float(f(x[i:i + 1]))
-            total = torch.zeros(h, w, dtype=torch.float64)
-            count = torch.zeros(h, w, dtype=torch.float64)
-            for top in range(0, stop_h, stride):
-                for left in range(0, stop_w, stride):
-                    xo = x[i:i + 1].clone()
-                    xo[..., top:top + size, left:left + size] = fill
-                    d = s0 - float(f(xo))
-                    total[top:top + size, left:left + size] += d / s0 if normalise else d
-                    count[top:top + size, left:left + size] += 1
-            out[i] = total / count.clamp(min=1) if mean else total
-    return out
-
-
-_SLIPS = {
-    "not normalised: the map holds the raw drop p_clean - p_occluded; divide it by p_clean": dict(normalise=False),
-    "the logit (raw score) instead of the softmax probability": dict(score="logit"),
-    "the sum over the patches covering a pixel instead of their mean": dict(mean=False),
-    "the last patches stop before the border; corners run over range(0, H - size + stride, stride) "
-    "and a patch that sticks out is cut off": dict(clip=False),
-}
-
-
-def _check(model, x, target, what, *, size, stride, fill=0.5, batch_size=64, expected=None, atol=1e-6):
-    if expected is None:
-        expected = _by_the_definition(model, x, target, size, stride, fill)
-    got = _student(model, x, target, size=size, stride=stride, fill=fill, batch_size=batch_size)
-    name = f"occlusion_map(..., size={size}, stride={stride}, fill={fill}) on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    got = got.detach().double()
-    tol = atol * max(1.0, float(expected.abs().max()))
-    if not torch.allclose(got, expected.double(), atol=tol, rtol=1e-4):
-        if torch.allclose(-got, expected.double(), atol=tol, rtol=1e-4):
-            raise AssertionError(f"{name} has the sign flipped: d = (p_clean - p_occluded) / p_clean is positive "
-                                 f"when hiding the patch lowers the probability.")
-        for slip, flags in _SLIPS.items():
-            v = _by_the_definition(model, x, target, size, stride, fill, **flags)
-            if torch.allclose(got, v, atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected.double(), name=name, atol=tol, rtol=1e-4)
-
-
-class _Counter(torch.nn.Module):
-    """Wraps a model and records the batch size of every forward pass."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.sizes = []
-
-    def forward(self, x):
-        self.sizes.append(int(x.shape[0]))
-        return self.net(x)
-
-
-class _TopHalf(torch.nn.Module):
-    """Two classes: logit 0 = 10 x (mean of the top half of the image), logit 1 = 0."""
-
-    def forward(self, x):
-        s = 10 * x[:, :, : x.shape[2] // 2].mean(dim=(1, 2, 3))
-        return torch.stack([s, torch.zeros_like(s)], dim=1)
-
-
-# By hand: a white 4x4 image, 2x2 patches of zeros that do not overlap. Hiding a patch in the top
-# half halves logit 0 (10 -> 5): p drops from sigmoid(10) to sigmoid(5). Patches in the bottom half
-# change nothing.
-_x = torch.ones(1, 3, 4, 4, dtype=torch.float64)
-_p0, _p = torch.sigmoid(torch.tensor(10.0, dtype=torch.float64)), torch.sigmoid(torch.tensor(5.0, dtype=torch.float64))
+# By hand: a white 4x4 image, 2x2 patches of zeros that do not overlap. TopHalf's logit 0 is 10 x the
+# mean of the top half (logit 1 = 0): hiding a patch there halves it (10 -> 5), so p drops from
+# sigmoid(10) to sigmoid(5). Patches in the bottom half change nothing.
+_p0, _p = torch.sigmoid(torch.tensor([10.0, 5.0], dtype=torch.float64))
 _expected = torch.zeros(1, 4, 4, dtype=torch.float64)
 _expected[:, :2] = (_p0 - _p) / _p0
-_check(_TopHalf(), _x, 0, "a white 4x4 image and a toy model (by hand)", size=2, stride=2, fill=0.0, expected=_expected)
+check_occlusion_map(occlusion_map, TopHalf(), torch.ones(1, 3, 4, 4, dtype=torch.float64), 0,
+                    "a white 4x4 image and a toy model (by hand)", size=2, stride=2, fill=0.0, expected=_expected)
 # Overlapping patches on a small random CNN, compared with the definition written as loops.
-_net = ref.TinyCNN(seed=3)
-_check(_net, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3)), 2,
-       "a small random CNN (12x12 image)", size=4, stride=2)
+_net = TinyCNN(seed=3)
+check_occlusion_map(occlusion_map, _net, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3)), 2,
+                    "a small random CNN (12x12 image)", size=4, stride=2)
 
 ### BEGIN HIDDEN TESTS
 _x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
-_check(_net, _x, 6, "a 12x12 image, patches cut off at the border", size=5, stride=3, fill=0.0)
-_check(_net, _x, 1, "a 12x12 image, stride = size", size=4, stride=4, fill=0.8)
-_check(_net, _x, 9, "a 12x12 image, one patch = the whole image", size=12, stride=12)
-_check(_net, _x, 3, "a 12x12 image, stride 1", size=3, stride=1, fill=0.25)
-_x13 = torch.rand(1, 3, 13, 13, generator=torch.Generator().manual_seed(5))
-_check(_net, _x13, 4, "a 13x13 image", size=4, stride=3, fill=0.5)
+for _t, _size, _stride, _fill, _what in [(6, 5, 3, 0.0, "patches cut off at the border"), (1, 4, 4, 0.8, "stride = size"),
+                                         (9, 12, 12, 0.5, "one patch = the whole image"), (3, 3, 1, 0.25, "stride 1")]:
+    check_occlusion_map(occlusion_map, _net, _x, _t, f"a 12x12 image, {_what}", size=_size, stride=_stride, fill=_fill)
+check_occlusion_map(occlusion_map, _net, torch.rand(1, 3, 13, 13, generator=torch.Generator().manual_seed(5)), 4,
+                    "a 13x13 image", size=4, stride=3)
 ### END HIDDEN TESTS
 print("Exercise 2, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="occlusion_map_batch_test" points=2
 # Tests for Exercise 2, part 2: batches of images and of patches.
-import importlib.util
 import torch
-import helpers
 from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_occlusion_batches, check_occlusion_map
 
-_FORBIDDEN = [(ref, "occlusion_map"), (ref, "occlusion_windows")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.Occlusion", "captum.attr.FeatureAblation"]
-
-
-def _student(model, x, target, **kw):
-    with forbid(*_FORBIDDEN, name="occlusion_map"):
-        return call_student(occlusion_map, model, x, target, **kw)
-
-
-def _by_the_definition(model, x, t, size, stride, fill, *, score="prob", normalise=True, mean=True, clip=True):
-    """The definition written out with loops, one patch at a time; the flags make the usual slips."""
-    n, _, h, w = x.shape
-    out = torch.zeros(n, h, w, dtype=torch.float64)
-    stop_h, stop_w = (h - size + stride, w - size + stride) if clip else (h - size + 1, w - size + 1)
-    with torch.no_grad():
-        for i in range(n):
-            ti = int(torch.as_tensor(t).reshape(-1).expand(n)[i])
-            f = (lambda z: model(z).softmax(1)[0, ti]) if score == "prob" else (lambda z: model(z)[0, ti])
-            s0 = float(f(x[i:i + 1]))
-            total = torch.zeros(h, w, dtype=torch.float64)
-            count = torch.zeros(h, w, dtype=torch.float64)
-            for top in range(0, stop_h, stride):
-                for left in range(0, stop_w, stride):
-                    xo = x[i:i + 1].clone()
-                    xo[..., top:top + size, left:left + size] = fill
-                    d = s0 - float(f(xo))
-                    total[top:top + size, left:left + size] += d / s0 if normalise else d
-                    count[top:top + size, left:left + size] += 1
-            out[i] = total / count.clamp(min=1) if mean else total
-    return out
-
-
-_SLIPS = {
-    "not normalised: the map holds the raw drop p_clean - p_occluded; divide it by p_clean": dict(normalise=False),
-    "the logit (raw score) instead of the softmax probability": dict(score="logit"),
-    "the sum over the patches covering a pixel instead of their mean": dict(mean=False),
-    "the last patches stop before the border; corners run over range(0, H - size + stride, stride) "
-    "and a patch that sticks out is cut off": dict(clip=False),
-}
-
-
-def _check(model, x, target, what, *, size, stride, fill=0.5, batch_size=64, expected=None, atol=1e-6):
-    if expected is None:
-        expected = _by_the_definition(model, x, target, size, stride, fill)
-    got = _student(model, x, target, size=size, stride=stride, fill=fill, batch_size=batch_size)
-    name = f"occlusion_map(..., size={size}, stride={stride}, fill={fill}) on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    got = got.detach().double()
-    tol = atol * max(1.0, float(expected.abs().max()))
-    if not torch.allclose(got, expected.double(), atol=tol, rtol=1e-4):
-        if torch.allclose(-got, expected.double(), atol=tol, rtol=1e-4):
-            raise AssertionError(f"{name} has the sign flipped: d = (p_clean - p_occluded) / p_clean is positive "
-                                 f"when hiding the patch lowers the probability.")
-        for slip, flags in _SLIPS.items():
-            v = _by_the_definition(model, x, target, size, stride, fill, **flags)
-            if torch.allclose(got, v, atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected.double(), name=name, atol=tol, rtol=1e-4)
-
-
-class _Counter(torch.nn.Module):
-    """Wraps a model and records the batch size of every forward pass."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.sizes = []
-
-    def forward(self, x):
-        self.sizes.append(int(x.shape[0]))
-        return self.net(x)
-
-
-_net = ref.TinyCNN(seed=4)
+_net = TinyCNN(seed=4)
 _x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(6))
-# 12x12 images, size 4, stride 2: corners 0, 2, 4, 6, 8 -> 25 patches per image
-with assert_inputs_unchanged(x=_x):
-    _check(_net, _x, torch.tensor([1, 7]), "2 images with targets [1, 7]", size=4, stride=2, batch_size=8)
-_counted = _Counter(_net)
-_student(_counted, _x, torch.tensor([1, 7]), size=4, stride=2, batch_size=8)
-assert max(_counted.sizes) <= 8, (
-    f"occlusion_map(..., batch_size=8) sent {max(_counted.sizes)} images through the model in one pass; "
-    f"at most batch_size per pass")
-assert len(_counted.sizes) <= 2 * 4 + 2, (
-    f"occlusion_map(..., batch_size=8) with 2 images of 25 patches each made {len(_counted.sizes)} forward passes "
-    f"with batch sizes {_counted.sizes}; put up to batch_size occluded images into each pass "
-    f"(at most 2 x ceil(25 / 8) + 2 = 10 passes)")
+# 12x12 images, size 4, stride 2: corners 0, 2, 4, 6, 8 -> 25 patches per image, at most 8 per pass
+check_occlusion_map(occlusion_map, _net, _x, torch.tensor([1, 7]), "2 images with targets [1, 7]", size=4, stride=2,
+                    batch_size=8)
+check_occlusion_batches(occlusion_map, _net, _x, torch.tensor([1, 7]), size=4, stride=2, batch_size=8)
 
 ### BEGIN HIDDEN TESTS
-_counted.sizes.clear()
-_student(_counted, _x[:1], 3, size=3, stride=1, batch_size=50)   # 100 patches
-assert len(_counted.sizes) <= 3 and max(_counted.sizes) <= 50, (
-    f"100 patches with batch_size=50 should take 2 passes (+1 clean), got batch sizes {_counted.sizes}")
+check_occlusion_batches(occlusion_map, _net, _x[:1], 3, size=3, stride=1, batch_size=50)   # 100 patches
 _model = load_model()
-_imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
-_expected = ref.occlusion_map(_model, _imgs, torch.tensor([285, 967]), size=16, stride=8, batch_size=49)
-with assert_inputs_unchanged(x=_imgs, model=_model):
-    _check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0, cat and coffee at 64 px",
-           size=16, stride=8, batch_size=20, expected=_expected, atol=1e-4)
-_expected = ref.occlusion_map(_model, _imgs[:1], 282, size=24, stride=16, fill=0.0)
-_check(_model, _imgs[:1], 282, "EfficientNet-Lite0, the cat at 64 px, class 282", size=24, stride=16, fill=0.0,
-       expected=_expected, atol=1e-4)
+_imgs, _t = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)]), torch.tensor([285, 967])
+_expected = ref.occlusion_map(_model, _imgs, _t, size=16, stride=8, batch_size=49, progress=False)
+check_occlusion_map(occlusion_map, _model, _imgs, _t, "EfficientNet-Lite0, cat and coffee at 64 px", size=16, stride=8,
+                    batch_size=20, expected=_expected, atol=1e-4)
+_expected = ref.occlusion_map(_model, _imgs[:1], 282, size=24, stride=16, fill=0.0, progress=False)
+check_occlusion_map(occlusion_map, _model, _imgs[:1], 282, "EfficientNet-Lite0, the cat at 64 px, class 282", size=24,
+                    stride=16, fill=0.0, expected=_expected, atol=1e-4)
 ### END HIDDEN TESTS
 print("Exercise 2, part 2: all visible tests passed.")
 
@@ -838,199 +550,45 @@ def guided_backprop(model, x, target):
 
 # %% nbgrader="tests" id="guided_backprop_test" points=2
 # Tests for Exercise 3, part 1: the guided rule at ReLUs.
-import importlib.util
 import torch
-import helpers
-from helpers import saliency as ref
-from helpers.images import load_image
-from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_guided_backprop, check_guided_by_hand, check_leaves_state
 
-_FORBIDDEN = [(ref, "guided_backprop"), (ref, "guided_relus"), (ref, "neuron_gradient"), (ref, "input_gradient")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.GuidedBackprop", "captum.attr.Deconvolution", "captum.attr.GuidedGradCam"]
-
-
-def _student(model, x, target):
-    with forbid(*_FORBIDDEN, name="guided_backprop"):
-        return call_student(guided_backprop, model, x, target)
-
-
-def _hooks(model):
-    """Number of hooks of any kind on the model's modules."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
-
-
-def _two_layer(act):
-    """x (1, 3, 1, 1) -> Linear(3, 4) -> act -> Linear(4, 2), with hand-picked weights.
-
-    For x = (0.5, 0.5, 0.5) the pre-activations are z = (-0.5, 2, 8, 2.5), and the gradient of
-    logit 0 arriving at the rectifier is (3, -2, 5, 1).
-    """
-    net = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 4), act(), torch.nn.Linear(4, 2)).double()
-    with torch.no_grad():
-        net[1].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 4], [1, 1, 1]]))
-        net[1].bias.copy_(torch.tensor([-1.0, 1, 6, 1]))
-        net[3].weight.copy_(torch.tensor([[3.0, -2, 5, 1], [1, 1, 1, 1]]))
-        net[3].bias.zero_()
-    return net
-
-
-_HALF = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
-
-
-def _check_hand(act, expected, slips, what):
-    got = _student(_two_layer(act), _HALF, 0)
-    name = f"guided_backprop on {what}"
-    assert_shape(got, (1, 3, 1, 1), name=name)
-    flat = got.detach().double().flatten()
-    for slip, v in slips.items():
-        if torch.allclose(flat, torch.tensor(v, dtype=torch.float64), atol=1e-9):
-            raise AssertionError(f"{name} returned {flat.tolist()}: {slip}.")
-    assert_close(flat, torch.tensor(expected, dtype=torch.float64), name=name, atol=1e-9)
-
-
-def _check(model, x, target, what, rtol=1e-5):
-    expected = ref.guided_backprop(model, x, target)
-    got = _student(model, x, target)
-    name = f"guided_backprop on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = rtol * float(expected.abs().max())
-    plain = ref.input_gradient(model, x, target)
-    if torch.allclose(got.detach().double(), plain.double(), atol=tol, rtol=1e-4):
-        raise AssertionError(f"{name} equals the plain gradient: the guided rule is not applied (are the hooks "
-                             f"registered on every nn.ReLU and nn.ReLU6, and do they return a replacement?)")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-
-
-# By hand, ReLU: z = (-0.5, 2, 8, 2.5), incoming gradient (3, -2, 5, 1)
-#   guided: (3, -2, 5, 1) * [z > 0] * [g > 0] = (0, 0, 5, 1) -> dx = W1^T (0, 0, 5, 1) = (1, 1, 21)
-_check_hand(torch.nn.ReLU, [1.0, 1.0, 21.0], {
-    "that is the plain gradient W1^T (0, -2, 5, 1): negative gradients were let through the ReLU": [1.0, -3.0, 21.0],
-    "that is the 'deconvnet' rule (3, 0, 5, 1): the forward mask [z > 0] is missing": [4.0, 1.0, 21.0],
-}, "a two-layer ReLU net (by hand)")
-_net = ref.TinyCNN(seed=5)
-_check(_net, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)), torch.tensor([3, 8]),
-       "a small random ReLU CNN, 2 images, targets [3, 8]")
+# By hand: x = (0.5, 0.5, 0.5) -> Linear(3, 4) -> ReLU -> Linear(4, 2) (helpers.testing.saliency.two_layer):
+# pre-activations z = (-0.5, 2, 8, 2.5), gradient of logit 0 arriving at the ReLU g = (3, -2, 5, 1):
+#   guided: g * [z > 0] * [g > 0] = (0, 0, 5, 1) -> dx = W1^T (0, 0, 5, 1) = (1, 1, 21)
+check_guided_by_hand(guided_backprop, torch.nn.ReLU, [1.0, 1.0, 21.0])
+_net = TinyCNN(seed=5)
+check_guided_backprop(guided_backprop, _net, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)),
+                      torch.tensor([3, 8]), "a small random ReLU CNN, 2 images, targets [3, 8]")
 
 ### BEGIN HIDDEN TESTS
-_check(ref.TinyCNN(seed=6), torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(6)), 0,
-       "a small random ReLU CNN, 20x20")
-_x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
-_x.requires_grad_(True)
-with assert_inputs_unchanged(x=_x, model=_net):
-    _student(_net, _x, 4)
-assert _x.grad is None and all(p.grad is None for p in _net.parameters()), (
-    "guided_backprop filled a .grad (of x or of a parameter): use torch.autograd.grad on a copy of x")
-assert _hooks(_net) == 0, "guided_backprop left hooks on the model: remove them (handle.remove()) when done"
+check_guided_backprop(guided_backprop, TinyCNN(seed=6), torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(6)),
+                      0, "a small random ReLU CNN, 20x20")
+check_leaves_state(guided_backprop, _net, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)), 4)
 ### END HIDDEN TESTS
 print("Exercise 3, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="guided_backprop_relu6_test" points=2
 # Tests for Exercise 3, part 2: ReLU6, the pretrained network, hooks always removed.
-import importlib.util
 import torch
-import helpers
-from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_guided_backprop, check_guided_by_hand, check_hooks_removed_on_error
 
-_FORBIDDEN = [(ref, "guided_backprop"), (ref, "guided_relus"), (ref, "neuron_gradient"), (ref, "input_gradient")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.GuidedBackprop", "captum.attr.Deconvolution", "captum.attr.GuidedGradCam"]
-
-
-def _student(model, x, target):
-    with forbid(*_FORBIDDEN, name="guided_backprop"):
-        return call_student(guided_backprop, model, x, target)
-
-
-def _hooks(model):
-    """Number of hooks of any kind on the model's modules."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
-
-
-def _two_layer(act):
-    """x (1, 3, 1, 1) -> Linear(3, 4) -> act -> Linear(4, 2), with hand-picked weights.
-
-    For x = (0.5, 0.5, 0.5) the pre-activations are z = (-0.5, 2, 8, 2.5), and the gradient of
-    logit 0 arriving at the rectifier is (3, -2, 5, 1).
-    """
-    net = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 4), act(), torch.nn.Linear(4, 2)).double()
-    with torch.no_grad():
-        net[1].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, 4], [1, 1, 1]]))
-        net[1].bias.copy_(torch.tensor([-1.0, 1, 6, 1]))
-        net[3].weight.copy_(torch.tensor([[3.0, -2, 5, 1], [1, 1, 1, 1]]))
-        net[3].bias.zero_()
-    return net
-
-
-_HALF = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
-
-
-def _check_hand(act, expected, slips, what):
-    got = _student(_two_layer(act), _HALF, 0)
-    name = f"guided_backprop on {what}"
-    assert_shape(got, (1, 3, 1, 1), name=name)
-    flat = got.detach().double().flatten()
-    for slip, v in slips.items():
-        if torch.allclose(flat, torch.tensor(v, dtype=torch.float64), atol=1e-9):
-            raise AssertionError(f"{name} returned {flat.tolist()}: {slip}.")
-    assert_close(flat, torch.tensor(expected, dtype=torch.float64), name=name, atol=1e-9)
-
-
-def _check(model, x, target, what, rtol=1e-5):
-    expected = ref.guided_backprop(model, x, target)
-    got = _student(model, x, target)
-    name = f"guided_backprop on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = rtol * float(expected.abs().max())
-    plain = ref.input_gradient(model, x, target)
-    if torch.allclose(got.detach().double(), plain.double(), atol=tol, rtol=1e-4):
-        raise AssertionError(f"{name} equals the plain gradient: the guided rule is not applied (are the hooks "
-                             f"registered on every nn.ReLU and nn.ReLU6, and do they return a replacement?)")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-
-
-# By hand, ReLU6: the unit with z = 8 is saturated (flat), so it passes nothing back either:
-#   guided: (3, -2, 5, 1) * [0 < z < 6] * [g > 0] = (0, 0, 0, 1) -> dx = (1, 1, 1)
-_check_hand(torch.nn.ReLU6, [1.0, 1.0, 1.0], {
-    "the ReLU6 upper bound was ignored: a unit with z >= 6 is flat and passes no gradient back": [1.0, 1.0, 21.0],
-    "that is the plain gradient: negative gradients were let through the ReLU6": [1.0, -3.0, 1.0],
-    "that is the 'deconvnet' rule: the forward mask [0 < z < 6] is missing": [4.0, 1.0, 21.0],
-}, "a two-layer ReLU6 net (by hand)")
-_net6 = ref.TinyCNN(seed=7, activation="relu6", gain=2.0)
-_check(_net6, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)), 5,
-       "a small random ReLU6 CNN (many units above 6)")
-assert _hooks(_net6) == 0, f"guided_backprop left {_hooks(_net6)} hook(s) on the model: remove them when done"
+# By hand, ReLU6 (same net): the unit with z = 8 is saturated (flat), so it passes nothing back either:
+#   guided: g * [0 < z < 6] * [g > 0] = (0, 0, 0, 1) -> dx = (1, 1, 1)
+check_guided_by_hand(guided_backprop, torch.nn.ReLU6, [1.0, 1.0, 1.0])
+check_guided_backprop(guided_backprop, TinyCNN(seed=7, activation="relu6", gain=2.0),
+                      torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)), 5,
+                      "a small random ReLU6 CNN (many units above 6)")
 
 ### BEGIN HIDDEN TESTS
-_model = load_model()
 _imgs = torch.cat([load_image("chelsea", size=64), load_image("coffee", size=64)])
-with assert_inputs_unchanged(x=_imgs, model=_model):
-    _check(_model, _imgs, torch.tensor([285, 967]), "EfficientNet-Lite0 (ReLU6), cat and coffee at 64 px", rtol=1e-4)
-assert _hooks(_model) == 0, f"guided_backprop left {_hooks(_model)} hook(s) on EfficientNet-Lite0"
-
-
-class _Boom(ref.TinyCNN):
-    """A model whose forward pass fails half-way."""
-
-    def forward(self, x):
-        self.act2(self.conv2(self.act1(self.conv1(x))))
-        raise RuntimeError("forward pass failed half-way")
-
-
-_boom = _Boom(seed=0, activation="relu6")
-try:
-    _student(_boom, torch.rand(1, 3, 8, 8), 0)
-except RuntimeError:
-    pass
-assert _hooks(_boom) == 0, (
-    f"when the model raised an error, guided_backprop left {_hooks(_boom)} hook(s) behind: remove them in a "
-    f"finally: block")
+check_guided_backprop(guided_backprop, load_model(), _imgs, torch.tensor([285, 967]),
+                      "EfficientNet-Lite0 (ReLU6), cat and coffee at 64 px", rtol=1e-4)
+check_hooks_removed_on_error(guided_backprop)   # a model whose forward pass fails half-way
 ### END HIDDEN TESTS
 print("Exercise 3, part 2: all visible tests passed.")
 
@@ -1175,185 +733,45 @@ def grad_cam(model, x, target, *, layer="head"):
 
 # %% nbgrader="tests" id="grad_cam_test" points=2
 # Tests for Exercise 4, part 1: the last layer.
-import importlib.util
 import torch
-import torch.nn.functional as F
-import helpers
-from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_grad_cam
 
-_FORBIDDEN = [(ref, "grad_cam"), (ref, "neuron_gradient")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.LayerGradCam", "captum.attr.GuidedGradCam"]
-
-
-def _student(model, x, target, layer):
-    with forbid(*_FORBIDDEN, name="grad_cam"):
-        return call_student(grad_cam, model, x, target, layer=layer)
-
-
-def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
-
-
-def _slips(model, x, target, layer):
-    """Maps that the usual mistakes produce, to name them in a failure message."""
-    store = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
-    try:
-        out = model(x.detach().clone().requires_grad_(True))
-    finally:
-        handle.remove()
-    A = store["A"]
-    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
-    (G,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, retain_graph=True)
-    (Gp,) = torch.autograd.grad(out.softmax(1).gather(1, t[:, None]).sum(), A)
-    A, G, Gp = A.detach(), G.detach(), Gp.detach()
-
-    def up(m, mode="bilinear"):
-        kw = dict(align_corners=False) if mode == "bilinear" else {}
-        return F.interpolate(m, size=x.shape[-2:], mode=mode, **kw)[:, 0]
-
-    raw = (G.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True)
-    slips = {
-        "no ReLU: keep only the positive part of sum_k alpha_k A^k": up(raw),
-        "the ReLU comes after the resize; apply it to the small map, then resize": F.relu(up(raw)),
-        "the weights are not averaged over the positions: alpha_k = mean of dS/dA^k over (i, j), "
-        "one number per channel": up(F.relu((G * A).sum(1, keepdim=True))),
-        "absolute values of the weights alpha_k": up(F.relu((G.mean(dim=(2, 3), keepdim=True).abs() * A).sum(1, keepdim=True))),
-        "nearest-neighbour resizing; use mode='bilinear', align_corners=False": up(F.relu(raw), "nearest"),
-        "the gradient of the softmax probability instead of the logit":
-            up(F.relu((Gp.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True))),
-    }
-    if layer != "head" and "head" in dict(model.named_modules()):
-        slips[f"the map comes from the layer 'head', not from layer={layer!r}"] = ref.grad_cam(model, x, target, layer="head")
-    return slips
-
-
-def _check(model, x, target, layer, what):
-    expected = ref.grad_cam(model, x, target, layer=layer)
-    got = _student(model, x, target, layer)
-    name = f"grad_cam(..., layer={layer!r}) on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = 1e-5 * float(expected.abs().max())
-    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
-        for slip, v in _slips(model, x, target, layer).items():
-            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-    assert _hooks(model) == 0, f"grad_cam left {_hooks(model)} hook(s) on the model: remove the forward hook"
-
-
-_net = ref.TinyCNN(seed=9)                   # conv1 act1 conv2 act2 conv3 act3 pool flatten classifier
-_check(_net, torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(9)), 2, "act3",
-       "a small random CNN (act3 is 8x8)")
-_model = load_model()
-_cat = load_image("chelsea", size=96)
-_check(_model, _cat, 285, "head", "EfficientNet-Lite0, the cat at 96 px, class 285 (head is 3x3 here)")
+_x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(9))
+# TinyCNN's layers: conv1 act1 conv2 act2 conv3 act3 pool flatten classifier
+check_grad_cam(grad_cam, TinyCNN(seed=9), _x, 2, "act3", "a small random CNN (act3 is 8x8)")
+_model, _cat = load_model(), load_image("chelsea", size=96)
+check_grad_cam(grad_cam, _model, _cat, 285, "head", "EfficientNet-Lite0, the cat at 96 px, class 285 (head is 3x3 here)")
 
 ### BEGIN HIDDEN TESTS
-_check(_model, _cat, 504, "head", "EfficientNet-Lite0, the cat at 96 px, class 504 (coffee mug)")
-_check(_model, _cat, 967, "head", "EfficientNet-Lite0, the cat at 96 px, class 967 (espresso)")
-_net64 = ref.TinyCNN(seed=10).double()
-_check(_net64, torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(10), dtype=torch.float64), 6,
-       "conv3", "a float64 CNN, before its last ReLU (conv3)")
+for _t, _name in [(504, "coffee mug"), (967, "espresso")]:
+    check_grad_cam(grad_cam, _model, _cat, _t, "head", f"EfficientNet-Lite0, the cat at 96 px, class {_t} ({_name})")
+_x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+check_grad_cam(grad_cam, TinyCNN(seed=10).double(), _x, 6, "conv3", "a float64 CNN, before its last ReLU (conv3)")
 ### END HIDDEN TESTS
 print("Exercise 4, part 1: all visible tests passed.")
 
 # %% nbgrader="tests" id="grad_cam_layers_test" points=2
 # Tests for Exercise 4, part 2: other layers, batches, the caller's state.
-import importlib.util
 import torch
-import torch.nn.functional as F
-import helpers
-from helpers import saliency as ref
 from helpers.images import load_image
 from helpers.models import load_model
-from helpers.testing import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from helpers.testing.nets import TinyCNN
+from helpers.testing.saliency import check_grad_cam, check_leaves_state
 
-_FORBIDDEN = [(ref, "grad_cam"), (ref, "neuron_gradient")]
-if importlib.util.find_spec("captum") is not None:
-    _FORBIDDEN += ["captum.attr.LayerGradCam", "captum.attr.GuidedGradCam"]
-
-
-def _student(model, x, target, layer):
-    with forbid(*_FORBIDDEN, name="grad_cam"):
-        return call_student(grad_cam, model, x, target, layer=layer)
-
-
-def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
-
-
-def _slips(model, x, target, layer):
-    """Maps that the usual mistakes produce, to name them in a failure message."""
-    store = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
-    try:
-        out = model(x.detach().clone().requires_grad_(True))
-    finally:
-        handle.remove()
-    A = store["A"]
-    t = torch.as_tensor(target).long().reshape(-1).expand(x.shape[0])
-    (G,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, retain_graph=True)
-    (Gp,) = torch.autograd.grad(out.softmax(1).gather(1, t[:, None]).sum(), A)
-    A, G, Gp = A.detach(), G.detach(), Gp.detach()
-
-    def up(m, mode="bilinear"):
-        kw = dict(align_corners=False) if mode == "bilinear" else {}
-        return F.interpolate(m, size=x.shape[-2:], mode=mode, **kw)[:, 0]
-
-    raw = (G.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True)
-    slips = {
-        "no ReLU: keep only the positive part of sum_k alpha_k A^k": up(raw),
-        "the ReLU comes after the resize; apply it to the small map, then resize": F.relu(up(raw)),
-        "the weights are not averaged over the positions: alpha_k = mean of dS/dA^k over (i, j), "
-        "one number per channel": up(F.relu((G * A).sum(1, keepdim=True))),
-        "absolute values of the weights alpha_k": up(F.relu((G.mean(dim=(2, 3), keepdim=True).abs() * A).sum(1, keepdim=True))),
-        "nearest-neighbour resizing; use mode='bilinear', align_corners=False": up(F.relu(raw), "nearest"),
-        "the gradient of the softmax probability instead of the logit":
-            up(F.relu((Gp.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True))),
-    }
-    if layer != "head" and "head" in dict(model.named_modules()):
-        slips[f"the map comes from the layer 'head', not from layer={layer!r}"] = ref.grad_cam(model, x, target, layer="head")
-    return slips
-
-
-def _check(model, x, target, layer, what):
-    expected = ref.grad_cam(model, x, target, layer=layer)
-    got = _student(model, x, target, layer)
-    name = f"grad_cam(..., layer={layer!r}) on {what}"
-    assert_shape(got, tuple(expected.shape), name=name)
-    tol = 1e-5 * float(expected.abs().max())
-    if not torch.allclose(got.detach().double(), expected.double(), atol=tol, rtol=1e-4):
-        for slip, v in _slips(model, x, target, layer).items():
-            if torch.allclose(got.detach().double(), v.double(), atol=tol, rtol=1e-4):
-                raise AssertionError(f"{name} looks like a known slip: {slip}.")
-    assert_close(got, expected, name=name, atol=tol, rtol=1e-4)
-    assert _hooks(model) == 0, f"grad_cam left {_hooks(model)} hook(s) on the model: remove the forward hook"
-
-
-_net = ref.TinyCNN(seed=11)
+_net = TinyCNN(seed=11)
 _x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(11))
-_check(_net, _x, torch.tensor([1, 4]), "act2", "2 images, targets [1, 4], layer act2")
-_model = load_model()
-_cat = load_image("chelsea", size=96)
-_check(_model, _cat, 285, "stages.4", "EfficientNet-Lite0, the cat at 96 px (stages.4 is 6x6 here)")
+check_grad_cam(grad_cam, _net, _x, torch.tensor([1, 4]), "act2", "2 images, targets [1, 4], layer act2")
+_model, _cat = load_model(), load_image("chelsea", size=96)
+check_grad_cam(grad_cam, _model, _cat, 285, "stages.4", "EfficientNet-Lite0, the cat at 96 px (stages.4 is 6x6 here)")
 
 ### BEGIN HIDDEN TESTS
 _imgs = torch.cat([_cat, load_image("coffee", size=96)])
-with assert_inputs_unchanged(x=_imgs, model=_model):
-    _check(_model, _imgs, torch.tensor([285, 967]), "stages.6", "EfficientNet-Lite0, cat and coffee at 96 px")
-_check(_model, _imgs, torch.tensor([282, 504]), "stages.3.1.depthwise", "EfficientNet-Lite0, cat and coffee at 96 px")
-_x.requires_grad_(True)
-with assert_inputs_unchanged(x=_x, model=_net):
-    _student(_net, _x, 3, "conv2")
-assert _x.grad is None and all(p.grad is None for p in _net.parameters()), (
-    "grad_cam filled a .grad (of x or of a parameter): use torch.autograd.grad")
+for _t, _layer in [([285, 967], "stages.6"), ([282, 504], "stages.3.1.depthwise")]:
+    check_grad_cam(grad_cam, _model, _imgs, torch.tensor(_t), _layer, "EfficientNet-Lite0, cat and coffee at 96 px")
+check_leaves_state(grad_cam, _net, _x, 3, layer="conv2")
 ### END HIDDEN TESTS
 print("Exercise 4, part 2: all visible tests passed.")
 
@@ -1584,7 +1002,7 @@ cascade = ["classifier", "head", "stages.6", "stages.5", "stages.4", "stages.3",
 original = {name: f(model) for name, f in methods.items()}
 shown = {"original": original}
 rho = {name: [] for name in methods}
-for layer, randomized in helpers.progress(ref.cascading_randomization(model, cascade, seed=0),
+for layer, randomized in helpers.progress(ref.cascading_randomization(model, layers=cascade, seed=0),
                                           total=len(cascade), desc="randomising"):
     maps = {name: f(randomized) for name, f in methods.items()}
     for name in methods:
@@ -1655,11 +1073,11 @@ plt.show()
 # ### 6.3 The black-box question
 #
 # Suppose the model sits behind a web API: you send images, you get back class probabilities, and
-# nothing else — no logits, no layers, no gradients. `ref.ProbabilitiesOnly(model)` simulates such
-# an API and counts the images it is sent. Which methods still work?
+# nothing else — no logits, no layers, no gradients. `helpers.models.ProbabilitiesOnly(model)`
+# simulates such an API and counts the images it is sent. Which methods still work?
 
 # %%
-api = ref.ProbabilitiesOnly(model)
+api = ProbabilitiesOnly(model)
 bb_x = cat
 bb_occ = ref.occlusion_map(api, bb_x, targets[:1], size=OCC_SIZE, stride=OCC_STRIDE, output="probs")
 white_box = occ[:1]                                            # Part 2: same image, class and patches
