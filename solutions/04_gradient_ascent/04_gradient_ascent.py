@@ -84,10 +84,10 @@ model = load_model("efficientnet_lite0").to(device)
 labels = imagenet_labels()
 
 
-def top_classes(img, k=3):
+def top_classes(x, k=3):
     # "label 97%, label 2%, ..." for one image (1, 3, H, W)
     with torch.no_grad():
-        p = model(img.to(device)).softmax(dim=1)[0]
+        p = model(x.to(device)).softmax(dim=1)[0]
     vals, idx = p.topk(k)
     return ", ".join(f"{labels[int(i)]} {float(v):.0%}" for v, i in zip(vals, idx))
 
@@ -121,29 +121,29 @@ print(f"{'fast' if FAST else 'full'} mode: {SIZE}x{SIZE} images, {STEPS} steps p
 #
 # ### Exercise 1 · `l2_class_step` (3 points)
 #
-# Implement **one** step: `l2_class_step(model, img, target, *, lr, l2_reg)`.
+# Implement **one** step: `l2_class_step(model, x, target, *, lr, l2_reg)`.
 #
-# * `img` is a batch (N, 3, H, W) (values may leave $[0, 1]$: this function does **not** clamp),
+# * `x` is a batch (N, 3, H, W) (values may leave $[0, 1]$: this function does **not** clamp),
 #   `target` an int class index (the same for every image), `lr` is $\eta$ and `l2_reg` is
 #   $\lambda$.
 # * The objective $J$ sums the target's raw score over the batch and subtracts $\lambda$ times the
 #   squared distance of the **whole batch** from grey (0.5). Each image's score depends only on its
 #   own pixels, so one gradient gives every image its own step.
-# * Work on a copy that requires grad (`x = img.detach().clone().requires_grad_(True)`), get the
+# * Work on a copy that requires grad (`x = x.detach().clone().requires_grad_(True)`), get the
 #   gradient with `torch.autograd.grad(J, x)` and return `(x + lr * grad).detach()`: a new tensor
-#   without autograd history, same shape and dtype as `img`. The model is given in eval mode; leave
-#   it as it is.
+#   without autograd history, same shape and dtype as the given `x`. The model is given in eval
+#   mode; leave it as it is.
 
 # %% nbgrader="answer" id="l2_class_step_answer"
-def l2_class_step(model, img, target, *, lr, l2_reg):
-    """One gradient-ascent step on J(I) = sum_n S_target(I_n) - l2_reg * ||I - 0.5||^2.
+def l2_class_step(model, x, target, *, lr, l2_reg):
+    """One gradient-ascent step on J(x) = sum_n S_target(x_n) - l2_reg * ||x - 0.5||^2.
 
-    model: images (N, 3, H, W) -> raw scores (N, K); img: (N, 3, H, W); target: int
+    model: images (N, 3, H, W) -> raw scores (N, K); x: (N, 3, H, W); target: int
     lr: step size; l2_reg: penalty weight lambda
     Returns the new images (N, 3, H, W), detached, not clamped.
     """
     ### BEGIN SOLUTION
-    x = img.detach().clone().requires_grad_(True)
+    x = x.detach().clone().requires_grad_(True)
     score = model(x)[:, target].sum()
     objective = score - l2_reg * ((x - 0.5) ** 2).sum()
     (grad,) = torch.autograd.grad(objective, x)
@@ -153,106 +153,42 @@ def l2_class_step(model, img, target, *, lr, l2_reg):
 
 # %% nbgrader="tests" id="l2_class_step_test" points=3
 # Tests for Exercise 1: one step by hand on a linear model, batches, a CNN.
-import math
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import ascent as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "l2_class_step", "blur_and_clip",
-                                   "invert_features", "deepdream_step", "dream", "visualize",
-                                   "evaluate", "image_tv", "image_edge_energy", "image_l2")]
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_image, student
+from helpers.testing.nets import TinyCNN, linear_net, random_images
 
 
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN; its layers are named "0" ... "6" ("1": (N, 6, H, W), "3": (N, 8, H/2, W/2))."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes))
-    return net.to(dtype).eval()
-
-
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: the gradient of logit c is the row W_c."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
-
-
-def _images(n, side=8, seed=0, dtype=torch.float64, lo=0.0, hi=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return lo + (hi - lo) * torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-
-
-def _run(fn, name, model, *args, inputs=None, **kw):
-    """Call the student's function with the reference forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(model=model, **(inputs or {})):
-        out = call_student(fn, model, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(objective, x), which touches no .grad, instead of .backward()")
-    return out
-
-
-def _check_image(out, like, name, *, unit=False):
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == like.shape and out.dtype == like.dtype, (
-        f"{name} should return a tensor of shape {tuple(like.shape)} and dtype {like.dtype}, "
-        f"got {tuple(out.shape)} {out.dtype}")
-    assert not out.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(out).all()), f"{name} returned NaN or infinite values"
-    if unit:
-        lo, hi = float(out.min()), float(out.max())
-        assert lo >= 0.0 and hi <= 1.0, (
-            f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp to [0, 1] as asked")
-
-
-def _student_step(model, img, target, **kw):
-    out = _run(l2_class_step, "l2_class_step", model, img, target, inputs={"img": img}, **kw)
-    _check_image(out, img, "l2_class_step")
-    return out
+def _step(model, x, target, **kw):
+    return check_image(student(l2_class_step, model, x, target, **kw), x, "l2_class_step")
 
 
 # A linear model: the gradient of logit c is its weight row W_c, and the gradient of
-# lambda * ||I - 0.5||^2 is 2 * lambda * (I - 0.5).  So the step can be written down.
-_net = _linear(seed=0)
-_img = _images(1, side=4, seed=1)
-_Wc = _net[1].weight.detach()[2].reshape(1, 3, 4, 4)
-_out = _student_step(_net, _img, 2, lr=0.1, l2_reg=0.0)
-assert_close(_out, _img + 0.1 * _Wc, name="l2_class_step(linear net, lr=0.1, l2_reg=0)", atol=1e-10,
-             hint="ascend the raw score: img + lr * d S_c / d img (the logit, not its softmax)")
-_out = _student_step(_net, _img, 2, lr=0.1, l2_reg=0.5)
-assert_close(_out, _img + 0.1 * (_Wc - 2 * 0.5 * (_img - 0.5)), name="l2_class_step(..., l2_reg=0.5)",
-             atol=1e-10, hint="the penalty is l2_reg * sum((img - 0.5)**2); its gradient is 2 * l2_reg * (img - 0.5)")
+# lambda * ||x - 0.5||^2 is 2 * lambda * (x - 0.5).  So the step can be written down.
+_net = linear_net(seed=0)
+_W = _net[1].weight.detach().reshape(-1, 3, 4, 4)
+_x = random_images(1, side=4, seed=1)
+assert_close(_step(_net, _x, 2, lr=0.1, l2_reg=0.0), _x + 0.1 * _W[2:3], atol=1e-10,
+             name="l2_class_step(linear net, lr=0.1, l2_reg=0)",
+             hint="ascend the raw score: x + lr * d S_c / d x (the logit, not its softmax)")
+assert_close(_step(_net, _x, 2, lr=0.1, l2_reg=0.5), _x + 0.1 * (_W[2:3] - (_x - 0.5)), atol=1e-10,
+             name="l2_class_step(..., l2_reg=0.5)",
+             hint="the penalty is l2_reg * sum((x - 0.5)**2); its gradient is 2 * l2_reg * (x - 0.5)")
 
 ### BEGIN HIDDEN TESTS
 # a batch of two: each image gets the gradient of its own score (sum, not mean, over the batch)
-_img2 = _images(2, side=4, seed=2)
-_out = _student_step(_net, _img2, 1, lr=0.3, l2_reg=0.2)
-_W1 = _net[1].weight.detach()[1].reshape(1, 3, 4, 4)
-assert_close(_out, _img2 + 0.3 * (_W1 - 0.4 * (_img2 - 0.5)), name="l2_class_step on a batch of 2", atol=1e-10,
+_x2 = random_images(2, side=4, seed=2)
+assert_close(_step(_net, _x2, 1, lr=0.3, l2_reg=0.2), _x2 + 0.3 * (_W[1:2] - 0.4 * (_x2 - 0.5)), atol=1e-10,
+             name="l2_class_step on a batch of 2",
              hint="J sums the target score over the batch, so every image moves by its own full gradient")
 # large steps leave [0, 1]: no clamping inside the step
-_out = _student_step(_net, _img, 0, lr=5.0, l2_reg=0.0)
-_W0 = _net[1].weight.detach()[0].reshape(1, 3, 4, 4)
-assert_close(_out, _img + 5.0 * _W0, name="l2_class_step with a large step", atol=1e-9,
-             hint="do not clamp inside the step; the caller decides")
+assert_close(_step(_net, _x, 0, lr=5.0, l2_reg=0.0), _x + 5.0 * _W[0:1], atol=1e-9,
+             name="l2_class_step with a large step", hint="do not clamp inside the step; the caller decides")
 # a small CNN with trainable weights, float64: compare with the reference computed beforehand
-_cnn = _tiny_cnn(seed=3)
-_x = _images(3, side=8, seed=4)
-_expected = ref.l2_class_step(_cnn, _x, 4, lr=0.7, l2_reg=0.05)
-_out = _student_step(_cnn, _x, 4, lr=0.7, l2_reg=0.05)
-assert_close(_out, _expected, name="l2_class_step on a small CNN", atol=1e-10)
+_cnn, _x3 = TinyCNN(seed=3).double(), random_images(3, side=8, seed=4)
+_expected = ref.l2_class_step(_cnn, _x3, 4, lr=0.7, l2_reg=0.05)
+assert_close(_step(_cnn, _x3, 4, lr=0.7, l2_reg=0.05), _expected, name="l2_class_step on a small CNN", atol=1e-10)
 ### END HIDDEN TESTS
 print("Exercise 1: all visible tests passed.")
 
@@ -342,56 +278,26 @@ def tv_loss(x, beta=2.0):
 
 # %% nbgrader="tests" id="tv_loss_test" points=2
 # Tests for Exercise 2: a case by hand, both directions, the exponent, batches, gradients.
-import math
-import numpy as np
-import scipy.ndimage
 import torch
-import torch.nn.functional as F
-from helpers import ascent as ref
-from helpers.testing import assert_close, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "image_tv", "image_edge_energy")]
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_per_image, student, tv_by_loops
 
 
-def _student(fn, name, x, *args, **kw):
-    copy = x.detach().clone()
-    with forbid(*_FORBIDDEN, name=name):
-        out = call_student(fn, x, *args, **kw)
-    assert torch.equal(x.detach(), copy), f"{name} must not modify its input in place"
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == (x.shape[0],), (
-        f"{name} should return one value per image, shape ({x.shape[0]},), got {tuple(out.shape)}: "
-        f"sum over channels and pixels but not over the batch")
-    return out
-
-
-def _tv_loop(x, beta):
-    """R_beta written as plain loops (independent of any vectorised trick)."""
-    x = np.asarray(x, dtype=np.float64)
-    n, c, h, w = x.shape
-    out = np.zeros(n)
-    for a in range(n):
-        for k in range(c):
-            for i in range(h):
-                for j in range(w):
-                    dx = x[a, k, i, j + 1] - x[a, k, i, j] if j + 1 < w else 0.0
-                    dy = x[a, k, i + 1, j] - x[a, k, i, j] if i + 1 < h else 0.0
-                    out[a] += (dx * dx + dy * dy) ** (beta / 2)
-    return torch.tensor(out)
+def _tv(x, *beta):
+    return check_per_image(student(tv_loss, x, *beta), x, "tv_loss")
 
 
 # By hand: x = [[0, 1], [0, 3]].  Pixel (0,0): dx = 1, dy = 0; (0,1): dx = 0 (edge), dy = 2;
 # (1,0): dx = 3, dy = 0 (edge); (1,1): both 0.  beta=2: 1 + 4 + 9 = 14; beta=1: 1 + 2 + 3 = 6.
 _x = torch.tensor([[[[0.0, 1.0], [0.0, 3.0]]]], dtype=torch.float64)
-assert_close(_student(tv_loss, "tv_loss", _x), torch.tensor([14.0], dtype=torch.float64),
-             name="tv_loss([[0, 1], [0, 3]])", atol=1e-9,
+assert_close(_tv(_x), torch.tensor([14.0], dtype=torch.float64), name="tv_loss([[0, 1], [0, 3]])", atol=1e-9,
              hint="add both squared differences (right neighbour, lower neighbour); edges count as 0, no wrap-around")
-assert_close(_student(tv_loss, "tv_loss", _x, 1.0), torch.tensor([6.0], dtype=torch.float64),
-             name="tv_loss([[0, 1], [0, 3]], beta=1)", atol=1e-9,
-             hint="the exponent is beta / 2 of the SUM of the two squared differences")
+assert_close(_tv(_x, 1.0), torch.tensor([6.0], dtype=torch.float64), name="tv_loss([[0, 1], [0, 3]], beta=1)",
+             atol=1e-9, hint="the exponent is beta / 2 of the SUM of the two squared differences")
 # a flat image has no variation, and the gradient there must not be NaN
 _flat = torch.full((1, 1, 4, 4), 0.5, dtype=torch.float64, requires_grad=True)
-_v = _student(tv_loss, "tv_loss", _flat, 1.0)
+_v = _tv(_flat, 1.0)
+assert _v.requires_grad, "tv_loss must be differentiable (no .item(), NumPy or detach inside)"
 (_g,) = torch.autograd.grad(_v.sum(), _flat)
 assert float(_v.detach()) == 0.0 and bool(torch.isfinite(_g).all()), (
     f"tv_loss(flat image, beta=1) should be 0 with a finite gradient, got {float(_v.detach())} and a gradient "
@@ -401,20 +307,17 @@ assert float(_v.detach()) == 0.0 and bool(torch.isfinite(_g).all()), (
 _gen = torch.Generator().manual_seed(0)
 _xb = torch.rand(3, 2, 5, 7, generator=_gen, dtype=torch.float64)
 for _beta in (1.0, 1.5, 2.0, 3.0):
-    assert_close(_student(tv_loss, "tv_loss", _xb, _beta), _tv_loop(_xb, _beta),
-                 name=f"tv_loss of a batch (3, 2, 5, 7), beta={_beta}", atol=1e-9, rtol=1e-9)
+    assert_close(_tv(_xb, _beta), tv_by_loops(_xb, _beta), name=f"tv_loss of a batch (3, 2, 5, 7), beta={_beta}",
+                 atol=1e-9, rtol=1e-9)
 _x32 = torch.rand(2, 3, 6, 6, generator=_gen)
-assert_close(_student(tv_loss, "tv_loss", _x32, 1.0), _tv_loop(_x32, 1.0).float(), name="tv_loss in float32",
-             atol=1e-4, rtol=1e-5)
-# gradient: matches the loop's finite differences, also with flat patches
+assert_close(_tv(_x32, 1.0), tv_by_loops(_x32, 1.0).float(), name="tv_loss in float32", atol=1e-4, rtol=1e-5)
+# gradients: finite at flat patches, and equal to finite differences
 _xg = _xb[:1].clone()
 _xg[..., :2, :3] = 0.25
-_xg.requires_grad_(True)
-_v = _student(tv_loss, "tv_loss", _xg, 1.0)
-(_g,) = torch.autograd.grad(_v.sum(), _xg)
+(_g,) = torch.autograd.grad(_tv(_xg.requires_grad_(True), 1.0).sum(), _xg)
 assert bool(torch.isfinite(_g).all()), "tv_loss(beta=1) has NaN/inf gradients at flat pixels"
-_xs = _xb[:1].clone().requires_grad_(True)
-assert torch.autograd.gradcheck(lambda t: tv_loss(t, 1.5), (_xs,), eps=1e-6, atol=1e-5), "tv_loss gradient"
+assert torch.autograd.gradcheck(lambda t: tv_loss(t, 1.5), (_xb[:1].clone().requires_grad_(True),), eps=1e-6,
+                                atol=1e-5, raise_exception=False), "the gradient of tv_loss(x, 1.5) is wrong"
 ### END HIDDEN TESTS
 print("Exercise 2: all visible tests passed.")
 
@@ -465,65 +368,31 @@ def edge_energy(x):
 
 # %% nbgrader="tests" id="edge_energy_test" points=2
 # Tests for Exercise 3: against SciPy, constants, scales, channels.
-import math
-import numpy as np
-import scipy.ndimage
 import torch
-import torch.nn.functional as F
-from helpers import ascent as ref
-from helpers.testing import assert_close, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "image_tv", "image_edge_energy")]
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_per_image, edge_energy_by_scipy, student
 
 
-def _student(fn, name, x, *args, **kw):
-    copy = x.detach().clone()
-    with forbid(*_FORBIDDEN, name=name):
-        out = call_student(fn, x, *args, **kw)
-    assert torch.equal(x.detach(), copy), f"{name} must not modify its input in place"
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == (x.shape[0],), (
-        f"{name} should return one value per image, shape ({x.shape[0]},), got {tuple(out.shape)}: "
-        f"sum over channels and pixels but not over the batch")
-    return out
-
-
-def _edge_scipy(x):
-    """h(x) with SciPy's correlate ('mirror' = PyTorch's reflect padding) and NumPy block means."""
-    x = np.asarray(x, dtype=np.float64)
-    u1 = np.arange(-2, 3)
-    g = np.exp(-(u1[:, None] ** 2 + u1[None, :] ** 2) / 2.0)
-    g /= g.sum()
-    out = np.zeros(x.shape[0])
-    for a in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            u = x[a, k]
-            while min(u.shape) > 5:
-                out[a] += ((u - scipy.ndimage.correlate(u, g, mode="mirror")) ** 2).sum()
-                h2, w2 = u.shape[0] // 2 * 2, u.shape[1] // 2 * 2
-                u = u[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
-    return torch.tensor(out)
+def _edge(x):
+    return check_per_image(student(edge_energy, x), x, "edge_energy")
 
 
 _gen = torch.Generator().manual_seed(0)
 _x = torch.rand(1, 1, 16, 16, generator=_gen, dtype=torch.float64)
-assert_close(_student(edge_energy, "edge_energy", _x), _edge_scipy(_x), name="edge_energy of a 16x16 image",
-             atol=1e-9, rtol=1e-9,
+assert_close(_edge(_x), edge_energy_by_scipy(_x), name="edge_energy of a 16x16 image", atol=1e-9, rtol=1e-9,
              hint="scales 16 and 8 (stop when the shorter side is 5 or less); reflect padding; 2x2 average pooling")
-_const = torch.full((2, 3, 32, 32), 0.7, dtype=torch.float64)
-_v = _student(edge_energy, "edge_energy", _const)
+_v = _edge(torch.full((2, 3, 32, 32), 0.7, dtype=torch.float64))
 assert float(_v.abs().max()) < 1e-12, f"a constant image has no edges: expected 0, got {_v.tolist()}"
 
 ### BEGIN HIDDEN TESTS
 for _shape in [(2, 3, 32, 32), (1, 3, 45, 27), (2, 2, 20, 20), (1, 1, 12, 12), (1, 1, 10, 10), (1, 2, 6, 9)]:
     _xb = torch.rand(*_shape, generator=_gen, dtype=torch.float64)
-    assert_close(_student(edge_energy, "edge_energy", _xb), _edge_scipy(_xb), name=f"edge_energy of shape {_shape}",
-                 atol=1e-9, rtol=1e-9,
+    assert_close(_edge(_xb), edge_energy_by_scipy(_xb), name=f"edge_energy of shape {_shape}", atol=1e-9, rtol=1e-9,
                  hint="each channel separately, summed per image; every scale while min(H, W) > 5")
-_x32 = torch.rand(2, 3, 24, 24, generator=_gen)
-_v = _student(edge_energy, "edge_energy", _x32.requires_grad_(True))
+_x32 = torch.rand(2, 3, 24, 24, generator=_gen).requires_grad_(True)
+_v = _edge(_x32)
 assert _v.requires_grad, "edge_energy must be differentiable (no .item(), NumPy or detach inside)"
-assert_close(_v.detach(), _edge_scipy(_x32.detach()).float(), name="edge_energy in float32", atol=1e-3, rtol=1e-4)
+assert_close(_v.detach(), edge_energy_by_scipy(_x32).float(), name="edge_energy in float32", atol=1e-3, rtol=1e-4)
 ### END HIDDEN TESTS
 print("Exercise 3: all visible tests passed.")
 
@@ -592,108 +461,42 @@ def blur_and_clip(x, grad, step, *, blur_every=4, sigma=0.5, norm_pct=0.0, contr
 
 # %% nbgrader="tests" id="blur_and_clip_test" points=3
 # Tests for Exercise 4: when to blur, the two clippings, per image, the order.
-import math
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import ascent as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "l2_class_step", "blur_and_clip",
-                                   "invert_features", "deepdream_step", "dream", "visualize",
-                                   "evaluate", "image_tv", "image_edge_energy", "image_l2")]
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN; its layers are named "0" ... "6" ("1": (N, 6, H, W), "3": (N, 8, H/2, W/2))."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes))
-    return net.to(dtype).eval()
+from helpers.filters import gaussian_blur
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_image, student
+from helpers.testing.nets import random_images
 
 
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: the gradient of logit c is the row W_c."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
+def _bc(x, grad, step, **kw):
+    return check_image(student(blur_and_clip, x, grad, step, **kw), x, "blur_and_clip")
 
 
-def _images(n, side=8, seed=0, dtype=torch.float64, lo=0.0, hi=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return lo + (hi - lo) * torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-
-
-def _run(fn, name, model, *args, inputs=None, **kw):
-    """Call the student's function with the reference forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(model=model, **(inputs or {})):
-        out = call_student(fn, model, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(objective, x), which touches no .grad, instead of .backward()")
-    return out
-
-
-def _check_image(out, like, name, *, unit=False):
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == like.shape and out.dtype == like.dtype, (
-        f"{name} should return a tensor of shape {tuple(like.shape)} and dtype {like.dtype}, "
-        f"got {tuple(out.shape)} {out.dtype}")
-    assert not out.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(out).all()), f"{name} returned NaN or infinite values"
-    if unit:
-        lo, hi = float(out.min()), float(out.max())
-        assert lo >= 0.0 and hi <= 1.0, (
-            f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp to [0, 1] as asked")
-from helpers.filters import gaussian_blur as _blur
-
-
-def _student_bc(x, grad, step, **kw):
-    copies = (x.clone(), grad.clone())
-    with forbid(*_FORBIDDEN, name="blur_and_clip"):
-        out = call_student(blur_and_clip, x, grad, step, **kw)
-    assert torch.equal(x, copies[0]) and torch.equal(grad, copies[1]), (
-        "blur_and_clip must not modify x or grad in place")
-    _check_image(out, x, "blur_and_clip")
-    return out
-
-
-_x = _images(2, side=12, seed=0)
-_grad = _images(2, side=12, seed=1, lo=-1.0)
+_x, _grad = random_images(2, side=12, seed=0), 2 * random_images(2, side=12, seed=1) - 1
 # blur only on the steps that are multiples of blur_every
-_out = _student_bc(_x, _grad, 3, blur_every=4, sigma=1.0)
-assert_close(_out, _x, name="blur_and_clip(step=3, blur_every=4)", atol=1e-12,
+assert_close(_bc(_x, _grad, 3, blur_every=4, sigma=1.0), _x, name="blur_and_clip(step=3, blur_every=4)", atol=1e-12,
              hint="3 % 4 != 0: no blur on this step, and no clipping with percentiles 0")
-_out = _student_bc(_x, _grad, 8, blur_every=4, sigma=1.0)
-assert_close(_out, 0.5 + _blur(_x - 0.5, 1.0), name="blur_and_clip(step=8, blur_every=4)", atol=1e-12,
+assert_close(_bc(_x, _grad, 8, blur_every=4, sigma=1.0), 0.5 + gaussian_blur(_x - 0.5, 1.0),
+             name="blur_and_clip(step=8, blur_every=4)", atol=1e-12,
              hint="blur d = x - 0.5 with gaussian_blur(d, sigma) when step % blur_every == 0")
 # clipping half the pixels by norm: in each image, the half of its pixels closest to grey become grey
-_out = _student_bc(_x, _grad, 1, blur_every=0, norm_pct=50)
-_grey = ((_out - 0.5).abs().sum(dim=1) == 0).double().mean(dim=(1, 2))
-assert_close(_grey, torch.tensor([0.5, 0.5], dtype=torch.float64), name="fraction of grey pixels per image (norm_pct=50)",
-             atol=1e-12, hint="per image: pixels whose norm over channels of x - 0.5 is below the median become 0.5")
-_kept = (_out - 0.5).abs().sum(dim=1) > 0
-assert torch.equal(_out[_kept.unsqueeze(1).expand_as(_out)], _x[_kept.unsqueeze(1).expand_as(_x)]), (
-    "pixels that are kept must keep their values")
+_out = _bc(_x, _grad, 1, blur_every=0, norm_pct=50)
+_kept = ((_out - 0.5).abs().sum(dim=1, keepdim=True) > 0).expand_as(_out)
+assert_close(1 - _kept[:, 0].double().mean(dim=(1, 2)), torch.tensor([0.5, 0.5], dtype=torch.float64),
+             name="fraction of grey pixels per image (norm_pct=50)", atol=1e-12,
+             hint="per image: pixels whose norm over channels of x - 0.5 is below the median become 0.5")
+assert torch.equal(_out[_kept], _x[_kept]), "pixels that are kept must keep their values"
 
 ### BEGIN HIDDEN TESTS
-# the same against the reference, with every option, in float64 (computed before forbid)
-_x3 = torch.cat([_images(2, side=10, seed=5), 0.5 + 0.05 * _images(1, side=10, seed=6, lo=-1.0)])
-_g3 = _images(3, side=10, seed=7, lo=-1.0)
+# against the reference, with every option, in float64 (computed before the student's call)
+_x3 = torch.cat([random_images(2, side=10, seed=5), 0.5 + 0.05 * (2 * random_images(1, side=10, seed=6) - 1)])
+_g3 = 2 * random_images(3, side=10, seed=7) - 1
 for _kw in [dict(blur_every=2, sigma=0.5, norm_pct=30), dict(blur_every=0, contrib_pct=40),
             dict(blur_every=0, norm_pct=20, contrib_pct=50), dict(blur_every=3, sigma=0.8, norm_pct=25, contrib_pct=25)]:
     for _step in (3, 6):
-        _exp = ref.blur_and_clip(_x3, _g3, _step, **_kw)
-        assert_close(_student_bc(_x3, _g3, _step, **_kw), _exp, name=f"blur_and_clip(step={_step}, {_kw})", atol=1e-12,
+        _expected = ref.blur_and_clip(_x3, _g3, _step, **_kw)
+        assert_close(_bc(_x3, _g3, _step, **_kw), _expected, name=f"blur_and_clip(step={_step}, {_kw})", atol=1e-12,
                      hint="centre on grey, percentiles per image, contribution |sum_k d * grad| after the "
                           "blur and the norm clipping")
 ### END HIDDEN TESTS
@@ -783,14 +586,15 @@ plt.show()
 # %% [markdown]
 # ## Part 3 · What do intermediate units want?
 #
-# The same loop works for any unit, not only for classes. `ref.channel(layer, k)` is the mean
-# activation of channel `k` of a layer over all positions; `ref.neuron(layer, k)` is one spatial
-# unit of that channel (at the centre of the map). Shallow layers have small receptive fields and
+# The same loop works for any unit, not only for classes. `ref.channel(layer, c)` is the mean
+# activation of channel `c` of a layer over all positions; `ref.neuron(layer, (c, i, j))` is one
+# neuron of that channel (row `i`, column `j`), and `ref.neuron(layer, c)` the neuron at the
+# centre of the channel's map. Shallow layers have small receptive fields and
 # respond to edges and colours; deep ones cover most of the image and respond to parts and objects
 # (notebook 02). To choose channels that matter, take for each layer the channel that responds
 # most strongly to the cat photo.
 #
-# One run optimises a **batch of six images** at once: `ref.channel(layer, k, batch=i)` applies an
+# One run optimises a **batch of six images** at once: `ref.channel(layer, c, batch=i)` applies an
 # objective to image `i` only, and the six objectives are summed.
 
 # %%
@@ -798,14 +602,14 @@ cat = load_image("chelsea", size=224).to(device)
 unit_layers = ["stages.1", "stages.3", "stages.5"]
 acts = features(model, cat, unit_layers, detach=True)
 units = [(layer, int(acts[layer][0].mean(dim=(1, 2)).argmax())) for layer in unit_layers]
-objective = sum(ref.channel(layer, k, batch=i) for i, (layer, k) in enumerate(units))
-objective = objective + sum(ref.neuron(layer, k, batch=3 + i) for i, (layer, k) in enumerate(units))
+objective = sum(ref.channel(layer, c, batch=i) for i, (layer, c) in enumerate(units))
+objective = objective + sum(ref.neuron(layer, c, batch=3 + i) for i, (layer, c) in enumerate(units))
 print("objective:", objective)
 t0 = time.perf_counter()
 unit_images = ref.visualize(model, objective, param=ref.fourier_image(SIZE, batch=6),
                             transforms=ref.standard_transforms(), steps=STEPS, lr=0.05, desc="six units").cpu()
 print(f"{time.perf_counter() - t0:.1f} s")
-titles = [f"channel {k} of {layer}" for layer, k in units] + [f"centre neuron, {layer}:{k}" for layer, k in units]
+titles = [f"channel {c} of {layer}" for layer, c in units] + [f"centre neuron, {layer}:{c}" for layer, c in units]
 show_images(list(unit_images), titles=titles, ncols=3, figsize=(11, 7.5),
             suptitle="Shallow -> deep: whole channels (top) and one spatial unit (bottom)")
 plt.show()
@@ -835,167 +639,90 @@ plt.show()
 #
 # ### Exercise 5 · `invert_features` (3 points)
 #
-# Implement `invert_features(model, layer, target, init, *, steps, lr, tv_weight, beta=2.0)`:
+# Implement `invert_features(model, x, *, layer, init=None, steps, lr, tv_weight, beta=2.0)`, where
+# `x` is the photo $x_0$ (N, 3, H, W) and the optimised image is called `y`:
 #
-# * `x = init.detach().clone().requires_grad_(True)` and `opt = torch.optim.Adam([x], lr=lr)`
-#   (default betas);
-# * for each of the `steps` iterations: compute the activation with
-#   `features(model, x, [layer])[layer]` (from `helpers.taps`), the loss $L$ above with
-#   $\mu$ = `tv_weight` and $R_\beta$ = your `tv_loss(x, beta)` summed over the batch (if your
-#   Exercise 2 does not work, use `ref.tv_loss`), **record** `float(L.detach())`, set `x.grad` to
-#   `torch.autograd.grad(L, x)[0]`, call `opt.step()`, and clamp `x` to $[0, 1]$ in place under
-#   `torch.no_grad()`;
-# * return `(x.detach(), losses)` with `losses` the list of the `steps` recorded values (each computed
+# * the target $\Phi_0$ = `features(model, x, [layer], detach=True)[layer]` (from `helpers.taps`);
+# * `y = init.detach().clone().requires_grad_(True)` (a grey image like `x` when `init` is None)
+#   and `opt = torch.optim.Adam([y], lr=lr)` (default betas);
+# * for each of the `steps` iterations: compute the activation `features(model, y, [layer])[layer]`,
+#   the loss $L$ above with $\mu$ = `tv_weight` and $R_\beta$ = your `tv_loss(y, beta)` summed over
+#   the batch (if your Exercise 2 does not work, use `ref.tv_loss`), **record** `float(L.detach())`,
+#   set `y.grad` to `torch.autograd.grad(L, y)[0]`, call `opt.step()`, and clamp `y` to $[0, 1]$ in
+#   place under `torch.no_grad()`;
+# * return `(y.detach(), losses)` with `losses` the list of the `steps` recorded values (each computed
 #   **before** its update).
 #
-# `init` is one image (1, 3, H, W); do not modify it. `target` has the shape of the layer's
-# activation.
+# `init` has the shape of `x`; modify neither.
 
 # %% nbgrader="answer" id="invert_features_answer"
-def invert_features(model, layer, target, init, *, steps, lr, tv_weight, beta=2.0):
-    """Feature inversion: Adam on the pixels of x to match target = Phi_layer(photo).
+def invert_features(model, x, *, layer, init=None, steps, lr, tv_weight, beta=2.0):
+    """Feature inversion: Adam on the pixels of y to match Phi_layer(x), the features of the photo x.
 
-    model: network; layer: name of a layer (see helpers.layer_names); target: its activation
-    init: starting image (1, 3, H, W) in [0, 1]; steps: int; lr: Adam learning rate
+    model: network; x: the photo(s) (N, 3, H, W) in [0, 1]; layer: name of a layer (see helpers.layer_names)
+    init: starting image, shape of x (None: grey 0.5); steps: int; lr: Adam learning rate
     tv_weight: mu; beta: TV exponent
-    Returns (x, losses): the final image (1, 3, H, W) in [0, 1] and the `steps` loss values.
+    Returns (y, losses): the final image (N, 3, H, W) in [0, 1] and the `steps` loss values.
     """
     ### BEGIN SOLUTION
-    target = target.detach()
+    target = features(model, x, [layer], detach=True)[layer]
     norm0 = (target ** 2).sum()
-    h, w = init.shape[-2:]
-    x = init.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
+    h, w = x.shape[-2:]
+    y = (torch.full_like(x, 0.5) if init is None else init).detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=lr)
     losses = []
     for _ in range(steps):
-        phi = features(model, x, [layer])[layer]
-        loss = ((phi - target) ** 2).sum() / norm0 + tv_weight * tv_loss(x, beta).sum() / (h * w)
+        phi = features(model, y, [layer])[layer]
+        loss = ((phi - target) ** 2).sum() / norm0 + tv_weight * tv_loss(y, beta).sum() / (h * w)
         losses.append(float(loss.detach()))
-        (g,) = torch.autograd.grad(loss, x)
-        x.grad = g
+        (g,) = torch.autograd.grad(loss, y)
+        y.grad = g
         opt.step()
         with torch.no_grad():
-            x.clamp_(0.0, 1.0)
-    return x.detach(), losses
+            y.clamp_(0.0, 1.0)
+    return y.detach(), losses
     ### END SOLUTION
 
 
 # %% nbgrader="tests" id="invert_features_test" points=3
 # Tests for Exercise 5: the first loss by hand, the trajectory, the prior, clamping.
-import math
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import ascent as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "l2_class_step", "blur_and_clip",
-                                   "invert_features", "deepdream_step", "dream", "visualize",
-                                   "evaluate", "image_tv", "image_edge_energy", "image_l2")]
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN; its layers are named "0" ... "6" ("1": (N, 6, H, W), "3": (N, 8, H/2, W/2))."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes))
-    return net.to(dtype).eval()
+from helpers.taps import features
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_inversion, student
+from helpers.testing.nets import TinyCNN, random_images
 
 
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: the gradient of logit c is the row W_c."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
+def _invert(model, x, **kw):       # the reference's tv_loss may be used here
+    return check_inversion(student(invert_features, model, x, allow=["tv_loss"], **kw), kw["init"], kw["steps"])
 
 
-def _images(n, side=8, seed=0, dtype=torch.float64, lo=0.0, hi=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return lo + (hi - lo) * torch.rand(n, 3, side, side, generator=g, dtype=dtype)
-
-
-def _run(fn, name, model, *args, inputs=None, **kw):
-    """Call the student's function with the reference forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(model=model, **(inputs or {})):
-        out = call_student(fn, model, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(objective, x), which touches no .grad, instead of .backward()")
-    return out
-
-
-def _check_image(out, like, name, *, unit=False):
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == like.shape and out.dtype == like.dtype, (
-        f"{name} should return a tensor of shape {tuple(like.shape)} and dtype {like.dtype}, "
-        f"got {tuple(out.shape)} {out.dtype}")
-    assert not out.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(out).all()), f"{name} returned NaN or infinite values"
-    if unit:
-        lo, hi = float(out.min()), float(out.max())
-        assert lo >= 0.0 and hi <= 1.0, (
-            f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp to [0, 1] as asked")
-from helpers.taps import features as _features
-
-_FORBIDDEN_INV = [f for f in _FORBIDDEN if f[1] not in ("tv_loss",)]      # ref.tv_loss may be used here
-
-
-def _student_inv(model, layer, target, init, **kw):
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN_INV, name="invert_features"), \
-            assert_inputs_unchanged(model=model, init=init, target=target):
-        out = call_student(invert_features, model, layer, target, init, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            "invert_features changed the .grad of the model's parameters: use torch.autograd.grad(loss, x)")
-    assert isinstance(out, tuple) and len(out) == 2, (
-        f"invert_features should return a pair (x, losses), got {type(out).__name__}")
-    x, losses = out
-    _check_image(x, init, "invert_features", unit=True)
-    assert isinstance(losses, list) and len(losses) == kw["steps"] and all(isinstance(v, float) for v in losses), (
-        f"losses should be a list of {kw['steps']} floats (float(loss.detach()) at every step)")
-    return x, losses
-
-
-_net = _tiny_cnn(seed=0)
-_photo = _images(1, side=8, seed=1)
-_target = _features(_net, _photo, ["3"], detach=True)["3"]
+_net, _photo = TinyCNN(seed=0).double(), random_images(1, side=8, seed=1)
 _init = torch.full_like(_photo, 0.5)
-# the first loss is computed at init, before any update: ||Phi(init) - Phi0||^2 / ||Phi0||^2
-_phi_init = _features(_net, _init, ["3"], detach=True)["3"]
-_first = float(((_phi_init - _target) ** 2).sum() / (_target ** 2).sum())
-_x, _losses = _student_inv(_net, "3", _target, _init, steps=30, lr=0.05, tv_weight=0.0)
-assert_close(_losses[0], _first, name="losses[0] (tv_weight=0)", atol=1e-9,
-             hint="record the loss before the first update; divide the squared error by ||target||^2")
+# the first loss is computed at init, before any update: ||Phi(init) - Phi(x)||^2 / ||Phi(x)||^2
+_phi0, _phi_init = (features(_net, _t, ["act2"], detach=True)["act2"] for _t in (_photo, _init))
+_y, _losses = _invert(_net, _photo, layer="act2", init=_init, steps=30, lr=0.05, tv_weight=0.0)
+assert_close(_losses[0], float(((_phi_init - _phi0) ** 2).sum() / (_phi0 ** 2).sum()), name="losses[0] (tv_weight=0)",
+             atol=1e-9, hint="record the loss before the first update; divide the squared error by ||Phi(x)||^2")
 assert _losses[-1] < 0.5 * _losses[0], (
     f"after 30 Adam steps the loss should fall below half its start, got {_losses[0]:.4g} -> {_losses[-1]:.4g}")
 
 ### BEGIN HIDDEN TESTS
-# the whole trajectory against the reference, with and without the TV prior (computed before forbid)
+# the whole trajectory against the reference (computed before the student's call), with and without the prior
 for _kw in [dict(steps=12, lr=0.05, tv_weight=0.0), dict(steps=12, lr=0.1, tv_weight=2.0, beta=1.5),
             dict(steps=8, lr=0.3, tv_weight=0.5)]:
-    _ex, _el = ref.invert_features(_net, "3", _target, _init, **_kw)
-    _x, _losses = _student_inv(_net, "3", _target, _init, **_kw)
+    _ey, _el = ref.invert_features(_net, _photo, layer="act2", init=_init, progress=False, **_kw)
+    _y, _losses = _invert(_net, _photo, layer="act2", init=_init, **_kw)
     assert_close(torch.tensor(_losses), torch.tensor(_el), name=f"losses of invert_features({_kw})", atol=1e-9,
-                 rtol=1e-7, hint="L = ||Phi(x) - Phi0||^2 / ||Phi0||^2 + tv_weight * tv_loss(x, beta).sum() / (H * W)")
-    assert_close(_x, _ex, name=f"image of invert_features({_kw})", atol=1e-8,
-                 hint="Adam on x with the given lr, then clamp x to [0, 1] after every step")
+                 rtol=1e-7, hint="L = ||Phi(y) - Phi(x)||^2 / ||Phi(x)||^2 + tv_weight * tv_loss(y, beta).sum() / (H * W)")
+    assert_close(_y, _ey, name=f"image of invert_features({_kw})", atol=1e-8,
+                 hint="Adam on y with the given lr, then clamp y to [0, 1] after every step")
 # another layer and a non-grey start
-_init2 = _images(1, side=8, seed=9)
-_ex, _el = ref.invert_features(_net, "1", _features(_net, _photo, ["1"], detach=True)["1"], _init2,
-                               steps=6, lr=0.2, tv_weight=1.0)
-_x, _losses = _student_inv(_net, "1", _features(_net, _photo, ["1"], detach=True)["1"], _init2,
-                           steps=6, lr=0.2, tv_weight=1.0)
-assert_close(_x, _ex, name="invert_features at layer '1' from a random start", atol=1e-8)
+_init2 = random_images(1, side=8, seed=9)
+_ey, _ = ref.invert_features(_net, _photo, layer="act1", init=_init2, steps=6, lr=0.2, tv_weight=1.0, progress=False)
+_y, _ = _invert(_net, _photo, layer="act1", init=_init2, steps=6, lr=0.2, tv_weight=1.0)
+assert_close(_y, _ey, name="invert_features at layer 'act1' from a random start", atol=1e-8)
 ### END HIDDEN TESTS
 print("Exercise 5: all visible tests passed.")
 
@@ -1019,10 +746,9 @@ def pixel_correlation(a, b):
 recons, captions = [photo.cpu()[0]], ["photo"]
 t0 = time.perf_counter()
 for layer in helpers.progress(inv_layers, desc="inverting"):
-    target = features(model, photo, [layer], detach=True)[layer]
-    x, losses = ref.invert_features(model, layer, target, torch.full_like(photo, 0.5),
+    x, losses = ref.invert_features(model, photo, layer=layer, init=torch.full_like(photo, 0.5),
                                     steps=INV_STEPS, lr=0.05, tv_weight=5.0)
-    shape = "x".join(str(s) for s in target.shape[1:])
+    shape = "x".join(str(s) for s in features(model, photo, [layer], detach=True)[layer].shape[1:])
     recons.append(x.cpu()[0])
     captions.append(f"{layer} ({shape})\nloss {losses[-1]:.3f}, r = {pixel_correlation(x, photo):.2f}")
 print(f"{len(inv_layers)} inversions of {INV_STEPS} steps in {time.perf_counter() - t0:.1f} s")
@@ -1042,10 +768,9 @@ plt.show()
 
 # %%
 layer = "stages.3"
-target = features(model, photo, [layer], detach=True)[layer]
 pair, pair_titles = [], []
 for mu in (0.5, 5.0, 50.0):
-    x, losses = ref.invert_features(model, layer, target, torch.full_like(photo, 0.5),
+    x, losses = ref.invert_features(model, photo, layer=layer, init=torch.full_like(photo, 0.5),
                                     steps=INV_STEPS, lr=0.05, tv_weight=mu)
     pair.append(x.cpu()[0])
     pair_titles.append(f"tv_weight {mu:g}: loss {losses[-1]:.3f}, r = {pixel_correlation(x, photo):.2f}")
@@ -1104,7 +829,7 @@ plt.show()
 #
 # ### Exercise 6 · `deepdream_step` (3 points)
 #
-# Implement `deepdream_step(model, x, layer, *, lr, shift=(0, 0))`:
+# Implement `deepdream_step(model, x, *, layer, lr, shift=(0, 0))`:
 #
 # 1. `xs = torch.roll(x.detach(), shifts=shift, dims=(2, 3)).requires_grad_(True)` (`shift` is
 #    `(dy, dx)` in pixels);
@@ -1115,7 +840,7 @@ plt.show()
 #    without autograd history; `x` itself is not modified.
 
 # %% nbgrader="answer" id="deepdream_step_answer"
-def deepdream_step(model, x, layer, *, lr, shift=(0, 0)):
+def deepdream_step(model, x, *, layer, lr, shift=(0, 0)):
     """One jittered, L1-normalised DeepDream step that amplifies the activation of `layer`.
 
     model: network; x: images (N, 3, H, W) in [0, 1]; layer: layer name
@@ -1135,102 +860,44 @@ def deepdream_step(model, x, layer, *, lr, shift=(0, 0)):
 
 # %% nbgrader="tests" id="deepdream_step_test" points=3
 # Tests for Exercise 6: step size, jitter, the objective, batches.
-import math
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import helpers
 from helpers import ascent as ref
-from helpers.testing import assert_close, assert_inputs_unchanged, call_student, forbid
-
-_FORBIDDEN = [(ref, _n) for _n in ("tv_loss", "edge_energy", "l2_class_step", "blur_and_clip",
-                                   "invert_features", "deepdream_step", "dream", "visualize",
-                                   "evaluate", "image_tv", "image_edge_energy", "image_l2")]
-
-
-def _tiny_cnn(seed=0, classes=5, dtype=torch.float64):
-    """A small random CNN; its layers are named "0" ... "6" ("1": (N, 6, H, W), "3": (N, 8, H/2, W/2))."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
-                            nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes))
-    return net.to(dtype).eval()
+from helpers.taps import features
+from helpers.testing import assert_close
+from helpers.testing.ascent import check_image, student
+from helpers.testing.nets import TinyCNN, random_images
 
 
-def _linear(seed=0, classes=4, side=4, dtype=torch.float64):
-    """logits = W x_flat + b for (N, 3, side, side) images: the gradient of logit c is the row W_c."""
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).to(dtype)
-    with torch.no_grad():
-        net[1].weight.copy_(torch.randn(classes, 3 * side * side, generator=g, dtype=dtype))
-        net[1].bias.copy_(torch.randn(classes, generator=g, dtype=dtype))
-    return net.eval()
+def _dd(model, x, **kw):
+    return check_image(student(deepdream_step, model, x, **kw), x, "deepdream_step", unit=True)
 
 
-def _images(n, side=8, seed=0, dtype=torch.float64, lo=0.0, hi=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return lo + (hi - lo) * torch.rand(n, 3, side, side, generator=g, dtype=dtype)
+def _J(img):
+    return float(0.5 * (features(_net, img, ["act2"], detach=True)["act2"] ** 2).sum())
 
 
-def _run(fn, name, model, *args, inputs=None, **kw):
-    """Call the student's function with the reference forbidden; check nothing was changed."""
-    grads_before = [p.grad for p in model.parameters()]
-    with forbid(*_FORBIDDEN, name=name), assert_inputs_unchanged(model=model, **(inputs or {})):
-        out = call_student(fn, model, *args, **kw)
-    for p, before in zip(model.parameters(), grads_before):
-        assert p.grad is before, (
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(objective, x), which touches no .grad, instead of .backward()")
-    return out
-
-
-def _check_image(out, like, name, *, unit=False):
-    assert isinstance(out, torch.Tensor), f"{name} should return a tensor, got {type(out).__name__}"
-    assert out.shape == like.shape and out.dtype == like.dtype, (
-        f"{name} should return a tensor of shape {tuple(like.shape)} and dtype {like.dtype}, "
-        f"got {tuple(out.shape)} {out.dtype}")
-    assert not out.requires_grad, f"{name} should return a tensor without autograd graph (.detach() it)"
-    assert bool(torch.isfinite(out).all()), f"{name} returned NaN or infinite values"
-    if unit:
-        lo, hi = float(out.min()), float(out.max())
-        assert lo >= 0.0 and hi <= 1.0, (
-            f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp to [0, 1] as asked")
-from helpers.taps import features as _features
-
-
-def _student_dd(model, x, layer, **kw):
-    out = _run(deepdream_step, "deepdream_step", model, x, layer, inputs={"x": x}, **kw)
-    _check_image(out, x, "deepdream_step", unit=True)
-    return out
-
-
-_net = _tiny_cnn(seed=0)
-_x = _images(1, side=8, seed=1, lo=0.3, hi=0.7)          # away from 0 and 1: nothing is clipped
-# an L1-normalised step moves the pixels by lr on average
-_out = _student_dd(_net, _x, "3", lr=0.01)
+_net = TinyCNN(seed=0).double()
+_x = 0.3 + 0.4 * random_images(1, side=8, seed=1)         # away from 0 and 1: nothing is clipped
+# an L1-normalised step moves the pixels by lr on average, uphill: 0.5 * sum(a^2) grows
+_out = _dd(_net, _x, layer="act2", lr=0.01)
 _moved = float((_out - _x).abs().mean())
 assert abs(_moved - 0.01) < 1e-6, (
     f"with lr=0.01 the pixels should move by 0.01 on average (g / mean|g|), they moved by {_moved:.6g}")
-# the step goes uphill: the objective 0.5 * sum(a^2) grows
-_J = lambda img: float(0.5 * (_features(_net, img, ["3"], detach=True)["3"] ** 2).sum())
 assert _J(_out) > _J(_x), f"the step should raise 0.5 * sum(a^2): {_J(_x):.6g} -> {_J(_out):.6g}"
 # jitter: a step on x shifted by (dy, dx) equals the shifted step, rolled back
-_s = (3, -2)
-_out_s = _student_dd(_net, _x, "3", lr=0.01, shift=_s)
-_base = _student_dd(_net, torch.roll(_x, shifts=_s, dims=(2, 3)), "3", lr=0.01)
-assert_close(_out_s, torch.roll(_base, shifts=(-_s[0], -_s[1]), dims=(2, 3)), name="deepdream_step with shift=(3, -2)",
-             atol=1e-10, hint="roll x by shift, take the gradient there, roll the gradient back by (-dy, -dx)")
+_base = _dd(_net, torch.roll(_x, shifts=(3, -2), dims=(2, 3)), layer="act2", lr=0.01)
+assert_close(_dd(_net, _x, layer="act2", lr=0.01, shift=(3, -2)), torch.roll(_base, shifts=(-3, 2), dims=(2, 3)),
+             name="deepdream_step with shift=(3, -2)", atol=1e-10,
+             hint="roll x by shift, take the gradient there, roll the gradient back by (-dy, -dx)")
 
 ### BEGIN HIDDEN TESTS
-# against the reference (computed before forbid): a batch whose images have very different
-# gradient scales, pixels at the edges, other layers and shifts
-_xb = torch.cat([_images(1, side=10, seed=2), 0.5 + 0.01 * _images(1, side=10, seed=3, lo=-1.0)])
-for _layer, _lr, _shift in [("3", 0.05, (0, 0)), ("1", 0.2, (1, 4)), ("3", 0.3, (-2, 5))]:
-    _exp = ref.deepdream_step(_net, _xb, _layer, lr=_lr, shift=_shift)
-    assert_close(_student_dd(_net, _xb, _layer, lr=_lr, shift=_shift), _exp,
-                 name=f"deepdream_step(layer={_layer!r}, lr={_lr}, shift={_shift}) on a batch of 2", atol=1e-9,
+# against the reference (computed before the student's call): a batch whose images have very
+# different gradient scales, pixels at the edges, other layers and shifts
+_xb = torch.cat([random_images(1, side=10, seed=2), 0.5 + 0.01 * (2 * random_images(1, side=10, seed=3) - 1)])
+for _layer, _lr, _shift in [("act2", 0.05, (0, 0)), ("act1", 0.2, (1, 4)), ("act2", 0.3, (-2, 5))]:
+    _expected = ref.deepdream_step(_net, _xb, layer=_layer, lr=_lr, shift=_shift)
+    assert_close(_dd(_net, _xb, layer=_layer, lr=_lr, shift=_shift), _expected, atol=1e-9,
+                 name=f"deepdream_step(layer={_layer!r}, lr={_lr}, shift={_shift}) on a batch of 2",
                  hint="objective 0.5 * sum(a^2); each image divided by its own mean |g|; clamp to [0, 1]")
 ### END HIDDEN TESTS
 print("Exercise 6: all visible tests passed.")
@@ -1246,7 +913,7 @@ astronaut = load_image("astronaut", size=DREAM_SIZE).to(device)
 dreams, dream_titles = [astronaut.cpu()[0]], ["photo"]
 t0 = time.perf_counter()
 for layer in ["stages.2", "stages.3", "stages.4"]:
-    dreamed = ref.dream(model, astronaut, layer, octaves=helpers.fast(full=4, fast=3),
+    dreamed = ref.dream(model, astronaut, layer=layer, octaves=helpers.fast(full=4, fast=3),
                         steps=helpers.fast(full=12, fast=5), lr=0.015, max_jitter=16, seed=0)
     dreams.append(dreamed.cpu()[0])
     dream_titles.append(f"dreaming {layer}")
@@ -1265,15 +932,15 @@ plt.show()
 # the whole experiment is one line.
 
 # %%
-deep_layer, deep_k = units[-1]
+deep_layer, deep_c = units[-1]
 facets = {}
-for name, obj in [("alone", ref.channel(deep_layer, deep_k)),
-                  ("with diversity", ref.channel(deep_layer, deep_k) + 2.0 * ref.diversity("stages.3"))]:
+for name, obj in [("alone", ref.channel(deep_layer, deep_c)),
+                  ("with diversity", ref.channel(deep_layer, deep_c) + 2.0 * ref.diversity("stages.3"))]:
     facets[name] = ref.visualize(model, obj, param=ref.fourier_image(SIZE, batch=3),
                                  transforms=ref.standard_transforms(), steps=STEPS, lr=0.05, desc=name).cpu()
 show_images(list(facets["alone"]) + list(facets["with diversity"]),
             titles=[f"alone #{i}" for i in range(3)] + [f"with diversity #{i}" for i in range(3)],
-            ncols=6, figsize=(17, 3.4), suptitle=f"channel {deep_k} of {deep_layer}: three runs in one batch")
+            ncols=6, figsize=(17, 3.4), suptitle=f"channel {deep_c} of {deep_layer}: three runs in one batch")
 plt.show()
 
 # %% [markdown]
