@@ -51,6 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import saliency as ref
+from ..taps import capture
 from . import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
 from .nets import TinyCNN
 
@@ -364,13 +365,9 @@ def check_hooks_removed_on_error(fn: Callable, *args, **kwargs) -> None:
 # Exercise 4: grad_cam
 # ----------------------------------------------------------------------------------------------
 def _grad_cam_slips(model, x: torch.Tensor, target, layer: str) -> Dict[str, torch.Tensor]:
-    store = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
-    try:
-        out = model(x.detach().clone().requires_grad_(True))
-    finally:
-        handle.remove()
-    A = store["A"]
+    with capture(model, layer) as cap:
+        out, acts = cap.run(x.detach().clone().requires_grad_(True))
+    A = acts[layer]
     t = _targets(target, x.shape[0])
     (G,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, retain_graph=True)
     (Gp,) = torch.autograd.grad(out.softmax(1).gather(1, t[:, None]).sum(), A)
