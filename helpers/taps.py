@@ -3,8 +3,9 @@
 This module is the only home of the plumbing every topic module shares: layer lookup
 (:func:`resolve_layer`), forward hooks that are always removed (:func:`capture`,
 :func:`forward_hooks`), and running a model without changing its state (:func:`eval_mode`,
-:func:`frozen`).  ``register_forward_hook`` appears nowhere else in ``helpers`` (except the
-guided-ReLU rule of :mod:`helpers.saliency`).
+:func:`frozen`).  ``register_forward_hook`` appears nowhere else in ``helpers``: the guided-ReLU
+rule of :mod:`helpers.saliency` and the linearised network of :mod:`helpers.activations` register
+their output-rewriting hooks through :func:`forward_hooks`.
 
 A *forward hook* is a function PyTorch calls right after a module's ``forward`` returns, with the
 module, its inputs and its output.  :func:`features` registers one hook on every layer you ask for,
