@@ -23,9 +23,7 @@ from helpers.testing import ascent as T
 from helpers.testing.nets import TinyCNN, linear_net, random_images
 
 
-def _hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
+from helpers.testing import hook_count as _hook_count  # noqa: E402
 
 
 @pytest.fixture
@@ -593,7 +591,7 @@ def test_output_checks_fail_with_a_sentence():
                          (x / 0 - x / 0, "NaN"), (x[:1], r"shape \(2, 3, 8, 8\)")]:
         with pytest.raises(AssertionError, match=message):
             T.check_image(out, x, "f")
-    with pytest.raises(AssertionError, match=r"clamp to \[0, 1\]"):
+    with pytest.raises(AssertionError, match=r"clamp the result to \[0, 1\]"):
         T.check_image(x + 1, x, "f", unit=True)
     with pytest.raises(AssertionError, match="one value per image"):
         T.check_per_image(torch.tensor(3.0), x, "tv_loss")

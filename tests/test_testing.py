@@ -371,3 +371,66 @@ def test_assert_inputs_unchanged_catches_in_place_edits():
 def _edit(obj, fn, name="x"):
     with assert_inputs_unchanged(**{name: obj}):
         fn(obj)
+
+
+# ---------------------------------------------------------------------------------------------
+# run_student, check_image, hook_count: what the topic test aids share
+# ---------------------------------------------------------------------------------------------
+def test_run_student_forbids_checks_inputs_and_grads():
+    from helpers.testing import run_student
+
+    net = torch.nn.Linear(3, 2)
+    x = torch.rand(4, 3)
+    assert torch.equal(run_student(lambda model, x: model(x).detach(), (net, x)), net(x).detach())
+
+    def uses_backward(model, x):
+        model(x).sum().backward()
+        return x
+
+    msg = _message(lambda: run_student(uses_backward, (net, x), grad_hint="autograd.grad(s, x)"))
+    assert "changed the .grad of the model's parameters" in msg and "autograd.grad(s, x)" in msg
+
+    def edits(model, x):
+        x += 1
+        return x
+
+    assert "modified in place" in _message(lambda: run_student(edits, (net, x.clone())))
+
+    def shortcut(model, x):
+        return F.relu(model(x))
+
+    assert "must be implemented without calling" in _message(
+        lambda: run_student(shortcut, (net, x), forbidden=["torch.nn.functional.relu"]))
+    assert F.relu is not None and F.relu(torch.ones(1)).item() == 1.0   # put back afterwards
+
+
+def test_check_image():
+    from helpers.testing import check_image
+
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    assert check_image(x.clone(), x, "f", unit=True, eps=0.0) is not None
+    assert "did you forget the `return`" in _message(lambda: check_image(None, x, "f"))
+    assert "shape (2, 3, 4, 4) and dtype torch.float64" in _message(
+        lambda: check_image(x.float(), x, "f"))
+    assert "without autograd graph" in _message(
+        lambda: check_image(x.clone().requires_grad_(), x, "f"))
+    assert "NaN" in _message(lambda: check_image(x * float("nan"), x, "f"))
+    assert "clamp the result to [0, 1]" in _message(lambda: check_image(x + 1, x, "f", unit=True))
+    check_image(x + 1, x, "f")                                   # no range asked: fine
+    grey = torch.full_like(x, 0.5)
+    assert "moved a pixel by 0.2, more than eps = 0.1" in _message(
+        lambda: check_image(grey + 0.2, grey, "f", eps=0.1))
+
+
+def test_hook_count():
+    from helpers.testing import hook_count
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    assert hook_count(net) == 0
+    handles = [net[0].register_forward_hook(lambda *a: None),
+               net[1].register_forward_pre_hook(lambda *a: None),
+               net.register_full_backward_hook(lambda *a: None)]
+    assert hook_count(net) == 3
+    for h in handles:
+        h.remove()
+    assert hook_count(net) == 0

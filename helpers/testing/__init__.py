@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import numbers
 import sys
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
@@ -44,6 +45,9 @@ __all__ = [
     "call_student",
     "forbid",
     "assert_inputs_unchanged",
+    "run_student",
+    "check_image",
+    "hook_count",
 ]
 
 
@@ -550,3 +554,86 @@ def assert_inputs_unchanged(**named) -> Iterator[None]:
                 if flags.get(k) != p.requires_grad:
                     raise AssertionError(f"{arg}.{k}.requires_grad was changed from "
                                          f"{flags.get(k)} to {p.requires_grad}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the usual way a test cell runs a student's function, and what it checks of an image result
+# ----------------------------------------------------------------------------------------------
+def _named_inputs(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """{argument name: value} of the tensor and module arguments of the call (the student's own
+    parameter names where the call binds, else ``argument 1``, ``argument 2``, ...)."""
+    try:
+        bound = dict(inspect.signature(fn).bind(*args, **kwargs).arguments)
+    except (TypeError, ValueError):       # a changed signature: call_student reports the call
+        bound = {f"argument {i + 1}": a for i, a in enumerate(args)}
+        bound.update(kwargs)
+    return {k: v for k, v in bound.items() if isinstance(v, (torch.Tensor, torch.nn.Module))}
+
+
+def run_student(fn: Callable, args: Sequence[Any] = (), kwargs: Optional[dict] = None, *,
+                forbidden: Sequence[Any] = (), grad_hint: str = "torch.autograd.grad(loss, x)"):
+    """``fn(*args, **kwargs)`` the way a test cell calls a student's answer; returns its result.
+
+    * the functions in ``forbidden`` raise while ``fn`` runs (:func:`forbid`);
+    * the released stub or a crash becomes a failed test with a message (:func:`call_student`);
+    * every tensor and module argument must come back unchanged (:func:`assert_inputs_unchanged`);
+    * the ``.grad`` of every parameter of a module argument must be the very object it was: a
+      method that needs the gradient with respect to the *image* gets it with ``grad_hint``
+      (``torch.autograd.grad``), not with ``.backward()``, which also fills the weights' ``.grad``.
+
+    >>> run_student(lambda x: 2 * x, (torch.ones(2),))
+    tensor([2., 2.])
+    """
+    kwargs = dict(kwargs or {})
+    name = getattr(fn, "__name__", "your function")
+    inputs = _named_inputs(fn, tuple(args), kwargs)
+    grads = [(p, p.grad) for m in inputs.values() if isinstance(m, torch.nn.Module)
+             for p in m.parameters()]
+    blocked = forbid(*forbidden, name=name) if forbidden else contextlib.nullcontext()
+    with blocked, assert_inputs_unchanged(**inputs):
+        out = call_student(fn, *args, **kwargs)
+    if any(p.grad is not before for p, before in grads):
+        raise AssertionError(
+            f"{name} changed the .grad of the model's parameters: get the gradient with "
+            f"{grad_hint}, which touches no .grad, instead of .backward()")
+    return out
+
+
+def check_image(out: Any, like: torch.Tensor, name: str, *, unit: bool = False,
+                eps: Optional[float] = None) -> torch.Tensor:
+    """``out`` must be an image batch like ``like`` (shape, dtype), detached and finite; with
+    ``unit=True`` its pixels lie in [0, 1]; with ``eps`` it lies within ``eps`` of ``like`` in the
+    L-infinity norm (an adversarial example in its eps-ball).  Returns ``out``.
+
+    >>> x = torch.rand(1, 3, 4, 4)
+    >>> check_image(x * 2, x, "double", unit=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    AssertionError: double returned pixel values in [...]: clamp the result to [0, 1] ...
+    """
+    if not isinstance(out, torch.Tensor):
+        raise AssertionError(f"{name} should return a tensor, got {_type_name(out)}"
+                             + (": did you forget the `return`?" if out is None else ""))
+    if out.shape != like.shape or out.dtype != like.dtype:
+        raise AssertionError(f"{name} should return a tensor of shape {tuple(like.shape)} and "
+                             f"dtype {like.dtype}, got {tuple(out.shape)} {out.dtype}")
+    if out.requires_grad:
+        raise AssertionError(f"{name} should return a tensor without autograd graph (.detach() it)")
+    if not bool(torch.isfinite(out).all()):
+        raise AssertionError(f"{name} returned NaN or infinite values")
+    lo, hi = float(out.min()), float(out.max())
+    if (unit or eps is not None) and (lo < 0.0 or hi > 1.0):
+        raise AssertionError(f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the "
+                             f"result to [0, 1] (.clamp(0, 1)) so that it is still an image")
+    if eps is not None:
+        moved = float((out - like).abs().max())
+        if moved > eps + 1e-6:
+            raise AssertionError(f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: "
+                                 f"the perturbation must stay inside the eps-ball")
+    return out
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    """Hooks of every kind (forward, forward-pre, backward, backward-pre, with kwargs) on
+    ``model`` and its submodules: 0 after a method that promises to leave none behind."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return sum(len(getattr(m, kind, None) or {}) for m in model.modules() for kind in kinds)

@@ -35,14 +35,13 @@ True
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import assert_inputs_unchanged, call_student, forbid
+from . import check_image, run_student as _run_student
 
 __all__ = ["FORBIDDEN", "run_student", "run_attack", "run_fooling_image", "run_success_rate",
            "run_logistic_attack", "check_box", "ce_grad_by_hand", "ConstantLogits",
@@ -57,63 +56,19 @@ if importlib.util.find_spec("captum") is not None:
     FORBIDDEN += ["captum.robust.FGSM.perturb", "captum.robust.PGD.perturb"]
 
 
-def _named_inputs(fn: Callable, args: tuple, kwargs: dict) -> dict:
-    """{argument name: value} of the tensors and modules passed to ``fn`` (names from its
-    signature where they bind, else ``arg0``, ``arg1``, ...)."""
-    try:
-        named = dict(inspect.signature(fn).bind_partial(*args, **kwargs).arguments)
-    except (TypeError, ValueError):   # a changed signature: the call itself will report it
-        named = {f"arg{i}": a for i, a in enumerate(args)}
-    return {k: v for k, v in named.items() if isinstance(v, (torch.Tensor, nn.Module))}
-
-
 def run_student(fn: Callable, *args, **kwargs) -> Any:
-    """``fn(*args, **kwargs)``, the way every test cell of assignment 05 calls a student's answer.
-
-    * the functions of :data:`FORBIDDEN` raise while ``fn`` runs (:func:`helpers.testing.forbid`);
-    * a crash or the released stub becomes a failed test with a message
-      (:func:`helpers.testing.call_student`);
-    * every tensor and module argument must come back unchanged (values, ``requires_grad``;
-      weights, buffers, train/eval mode: :func:`helpers.testing.assert_inputs_unchanged`);
-    * the ``.grad`` of every parameter of a module argument must be the very object it was (an
-      attack needs the gradient with respect to the *image*: ``torch.autograd.grad(loss, x_)``,
-      not ``loss.backward()``, which also fills the parameters' ``.grad``).
-    """
-    name = getattr(fn, "__name__", "your function")
-    inputs = _named_inputs(fn, args, kwargs)
-    params = [p for v in inputs.values() if isinstance(v, nn.Module) for p in v.parameters()]
-    grads = [p.grad for p in params]
-    with forbid(*FORBIDDEN, name=name), assert_inputs_unchanged(**inputs):
-        out = call_student(fn, *args, **kwargs)
-    if any(p.grad is not g for p, g in zip(params, grads)):
-        raise AssertionError(
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(loss, x_adv), which touches no .grad, instead of loss.backward()")
-    return out
+    """``fn(*args, **kwargs)``, the way every test cell of assignment 05 calls a student's answer:
+    :func:`helpers.testing.run_student` with :data:`FORBIDDEN` blocked -- the stub or a crash is a
+    failed test with a message, inputs must come back unchanged, and the parameters' ``.grad``
+    untouched (an attack needs the gradient with respect to the *image*)."""
+    return _run_student(fn, args, kwargs, forbidden=FORBIDDEN,
+                        grad_hint="torch.autograd.grad(loss, x_adv)")
 
 
 def check_box(x: torch.Tensor, x_adv: Any, eps: Optional[float], name: str) -> None:
     """``x_adv`` is an image batch like ``x`` (shape, dtype), without autograd graph, finite,
     inside [0, 1] and -- unless ``eps`` is None -- within ``eps`` of ``x`` in L-infinity."""
-    if not isinstance(x_adv, torch.Tensor):
-        raise AssertionError(f"{name} should return a tensor, got {type(x_adv).__name__}"
-                             + (": did you forget the `return`?" if x_adv is None else ""))
-    if x_adv.shape != x.shape or x_adv.dtype != x.dtype:
-        raise AssertionError(f"{name} should return a tensor of x's shape {tuple(x.shape)} and "
-                             f"dtype {x.dtype}, got {tuple(x_adv.shape)} {x_adv.dtype}")
-    if x_adv.requires_grad:
-        raise AssertionError(f"{name} should return a tensor without autograd graph (.detach() it)")
-    if not bool(torch.isfinite(x_adv).all()):
-        raise AssertionError(f"{name} returned NaN or infinite values")
-    lo, hi = float(x_adv.min()), float(x_adv.max())
-    if lo < 0.0 or hi > 1.0:
-        raise AssertionError(f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp the "
-                             f"result to [0, 1] (x_adv.clamp(0, 1)) so that it is still an image")
-    if eps is not None:
-        moved = float((x_adv - x).abs().max())
-        if moved > eps + 1e-6:
-            raise AssertionError(f"{name} moved a pixel by {moved:.4g}, more than eps = {eps:.4g}: "
-                                 f"the perturbation must stay inside the eps-ball")
+    check_image(x_adv, x, name, unit=True, eps=eps)
 
 
 def run_attack(fn: Callable, model, x: torch.Tensor, target, **kwargs) -> torch.Tensor:

@@ -34,14 +34,13 @@ True
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from . import assert_inputs_unchanged, call_student, forbid
+from . import check_image, run_student
 
 __all__ = ["FORBIDDEN", "student", "check_image", "check_per_image", "check_inversion",
            "tv_by_loops", "edge_energy_by_scipy"]
@@ -55,56 +54,18 @@ FORBIDDEN: Tuple[str, ...] = tuple(
     + [f"helpers.testing.ascent.{n}" for n in ("tv_by_loops", "edge_energy_by_scipy")])
 
 
-def _named_inputs(fn: Callable, args: tuple, kwargs: dict) -> dict:
-    """The tensor and module arguments of the call, by the student's parameter names."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs).arguments
-    except (TypeError, ValueError):       # a changed signature: call_student reports the call
-        bound = {f"argument {i + 1}": a for i, a in enumerate(args)}
-        bound.update(kwargs)
-    return {name: v for name, v in bound.items() if isinstance(v, (torch.Tensor, nn.Module))}
-
-
 def student(fn: Callable, *args, allow: Sequence[str] = (), **kwargs):
     """``fn(*args, **kwargs)`` as a test cell runs it; returns the result.
 
-    While it runs, the functions of :data:`FORBIDDEN` raise (except the names in ``allow``, e.g.
-    ``allow=["tv_loss"]``).  Afterwards every tensor argument must have its values and
-    ``requires_grad`` flag, every model its weights, train/eval mode and flags, and the
+    :func:`helpers.testing.run_student` with the functions of :data:`FORBIDDEN` blocked (except
+    the names in ``allow``, e.g. ``allow=["tv_loss"]``): afterwards every tensor argument must have
+    its values and ``requires_grad`` flag, every model its weights, modes and flags, and the
     ``.grad`` of every parameter must be the same object as before (``torch.autograd.grad``
     computes the gradient for the image only; ``.backward()`` would fill those).
     """
-    name = getattr(fn, "__name__", "your function")
     targets = [t for t in FORBIDDEN if t.rsplit(".", 1)[-1] not in set(allow)]
-    inputs = _named_inputs(fn, args, kwargs)
-    models = [m for m in inputs.values() if isinstance(m, nn.Module)]
-    grads = [(p, p.grad) for m in models for p in m.parameters()]
-    with forbid(*targets, name=name), assert_inputs_unchanged(**inputs):
-        out = call_student(fn, *args, **kwargs)
-    if any(p.grad is not before for p, before in grads):
-        raise AssertionError(
-            f"{name} changed the .grad of the model's parameters: get the gradient with "
-            f"torch.autograd.grad(objective, x), which touches no .grad, instead of .backward()")
-    return out
-
-
-def check_image(out, like: torch.Tensor, name: str, *, unit: bool = False) -> torch.Tensor:
-    """``out`` must be an image batch like ``like`` (shape, dtype), detached and finite; with
-    ``unit=True`` its pixels must lie in [0, 1].  Returns ``out``."""
-    if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"{name} should return a tensor, got {type(out).__name__}")
-    if out.shape != like.shape or out.dtype != like.dtype:
-        raise AssertionError(f"{name} should return a tensor of shape {tuple(like.shape)} and dtype "
-                             f"{like.dtype}, got {tuple(out.shape)} {out.dtype}")
-    if out.requires_grad:
-        raise AssertionError(f"{name} should return a tensor without autograd graph (.detach() it)")
-    if not bool(torch.isfinite(out).all()):
-        raise AssertionError(f"{name} returned NaN or infinite values")
-    lo, hi = float(out.min()), float(out.max())
-    if unit and (lo < 0.0 or hi > 1.0):
-        raise AssertionError(f"{name} returned pixel values in [{lo:.4g}, {hi:.4g}]: clamp to "
-                             f"[0, 1] as asked")
-    return out
+    return run_student(fn, args, kwargs, forbidden=targets,
+                       grad_hint="torch.autograd.grad(objective, x)")
 
 
 def check_per_image(out, x: torch.Tensor, name: str) -> torch.Tensor:

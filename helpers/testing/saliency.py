@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from .. import saliency as ref
 from ..taps import capture
-from . import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid
+from . import assert_close, assert_inputs_unchanged, assert_shape, call_student, forbid, hook_count
 from .nets import TinyCNN
 
 __all__ = ["FORBIDDEN", "student", "hook_count", "check_saliency_map", "occlusion_by_definition",
@@ -95,12 +95,6 @@ def _run(fn: Callable, model, x: torch.Tensor, *args, **kwargs):
     inputs = {"x": x, **({"model": model} if isinstance(model, nn.Module) else {})}
     with assert_inputs_unchanged(**inputs):
         return student(fn, model, x, *args, **kwargs)
-
-
-def hook_count(model: nn.Module) -> int:
-    """Hooks of any kind (forward, forward-pre, backward, backward-pre) on ``model``'s modules."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
 
 
 def _targets(target, n: int) -> torch.Tensor:
