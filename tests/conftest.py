@@ -18,6 +18,16 @@ os.environ["MPLBACKEND"] = "Agg"
 os.environ["COURSE_FAST"] = "1"
 os.environ["COURSE_PROGRESS"] = "0"
 
+# Under pytest-xdist (addopts: -n auto) every worker is one process per core: give it, and the
+# Jupyter kernels it starts (they inherit the environment), one torch/OpenMP thread, so that two
+# workers on two cores do not each start two threads and fight.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 try:  # matplotlib may already be imported by a plugin; make sure it draws off-screen
     import matplotlib
 

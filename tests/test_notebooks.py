@@ -12,8 +12,10 @@ collect the notebooks itself because
 * the kernel inherits a clean, known environment (COURSE_FAST=1, MPLBACKEND=Agg, no
   NBGRADER_EXECUTION), set in tests/conftest.py.
 The price is one pytest start-up (about two seconds) per notebook, next to about a minute of
-notebook.  Each solution notebook is executed exactly once here (the nbgrader round trip in
-test_grading.py executes it once more, as a submission).
+notebook.  Each solution notebook is executed exactly once in the whole suite, here: a test cell
+that fails raises, so this run also proves that the solution passes every test cell in notebook
+order (the nbgrader round trip in test_grading.py executes only the *student* notebook, to prove
+that it earns nothing).
 
 Lax mode: a cell fails only when it raises; outputs are compared only in cells marked
 ``# NBVAL_CHECK_OUTPUT``.  --nbval-current-env: the kernel runs in this interpreter's environment,
