@@ -328,7 +328,22 @@ def _unknown_name_message(name: str) -> str:
             f"Bundled images: {', '.join(list_images())}")
 
 
-def load_image(name_or_path: Union[str, os.PathLike], size: SizeArg = None) -> torch.Tensor:
+def _check_crop(crop, h: int, w: int):
+    if crop is None:
+        return None
+    ok = (isinstance(crop, (tuple, list)) and len(crop) == 4 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in crop))
+    if not ok:
+        raise TypeError(f"crop must be None or (top, left, height, width), four ints, got {crop!r}"[:200])
+    top, left, ch, cw = (int(v) for v in crop)
+    if top < 0 or left < 0 or ch < 1 or cw < 1 or top + ch > h or left + cw > w:
+        raise ValueError(f"crop (top, left, height, width) = {tuple(crop)} does not fit inside the "
+                         f"image of {h} x {w} pixels (H x W)")
+    return top, left, ch, cw
+
+
+def load_image(name_or_path: Union[str, os.PathLike], size: SizeArg = None, *,
+               crop: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
     """Load a picture as a float32 tensor of shape (1, 3, H, W) with values in [0, 1].
 
     Parameters
@@ -342,6 +357,9 @@ def load_image(name_or_path: Union[str, os.PathLike], size: SizeArg = None) -> t
         ``None`` keeps the original size; an int ``s`` scales the shorter side to ``s`` and then
         centre-crops to ``s x s``; a tuple ``(H, W)`` resizes to exactly that (see
         :func:`resize_image`; shrinking is antialiased).
+    crop
+        ``(top, left, height, width)`` in the original image's pixels: cut this box out *before*
+        resizing (e.g. to frame the subject of a photo).  ``None`` keeps the whole picture.
 
     Pixel conversion: grayscale is copied to three channels; transparent images (RGBA, LA,
     palette with transparency) are composited on a white background; 16-bit images are divided
@@ -356,6 +374,8 @@ def load_image(name_or_path: Union[str, os.PathLike], size: SizeArg = None) -> t
     FileNotFoundError
         a path (a ``Path``, or a string with a folder separator or an image extension) that does
         not exist.
+    TypeError, ValueError
+        a ``crop`` that is not four ints or does not fit inside the image.
 
     Example
     -------
@@ -388,6 +408,10 @@ def load_image(name_or_path: Union[str, os.PathLike], size: SizeArg = None) -> t
         raise ValueError(f"name_or_path {str(path)!r} is a folder, not an image file")
     else:
         arr = _decode_file(path)
+    box = _check_crop(crop, arr.shape[0], arr.shape[1])
+    if box is not None:
+        top, left, ch, cw = box
+        arr = arr[top:top + ch, left:left + cw]
     x = torch.from_numpy(arr.transpose(2, 0, 1).copy()).unsqueeze(0)
     return resize_image(x, size)
 

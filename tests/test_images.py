@@ -353,3 +353,25 @@ def test_to_numpy_image_layouts():
         to_numpy_image(torch.rand(5, 4, 5))
     with pytest.raises(TypeError, match="x must be"):
         to_numpy_image([1, 2])
+
+
+def test_crop_cuts_the_box_before_resizing():
+    full = load_image("chelsea")
+    box = load_image("chelsea", crop=(10, 20, 100, 150))
+    assert box.shape == (1, 3, 100, 150)
+    assert torch.equal(box, full[..., 10:110, 20:170])
+    small = load_image("chelsea", size=50, crop=(0, 0, 300, 300))
+    assert small.shape == (1, 3, 50, 50)
+    assert torch.allclose(small, resize_image(full[..., :300, :300], 50))
+
+
+@pytest.mark.parametrize("crop, err, words", [
+    ((0, 0, 301, 10), ValueError, "does not fit"),
+    ((-1, 0, 10, 10), ValueError, "does not fit"),
+    ((0, 0, 10), TypeError, "four ints"),
+    ((0, 0, 10.0, 10), TypeError, "four ints"),
+])
+def test_bad_crop_names_the_argument(crop, err, words):
+    with pytest.raises(err, match=words) as info:
+        load_image("chelsea", crop=crop)
+    assert "crop" in str(info.value)
