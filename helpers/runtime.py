@@ -107,18 +107,95 @@ def fast(full: T, fast: T) -> T:  # noqa: A002 - the keyword reads well at call 
     return fast if is_fast() else full
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, Notebook, Colab, VS Code, nbclient)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class _Sink:
+    """A file that swallows what tqdm writes (the notebook bar draws into a display handle)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _BarView:
+    """One frame of a notebook bar: an HTML <progress> element, or the text bar as plain text."""
+
+    def __init__(self, n: int, total: Optional[int], text: str, done: bool):
+        self.n, self.total, self.text, self.done = n, total, text, done
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        bar = (f'<progress value="{self.n}" max="{self.total}" style="width:16em"></progress> '
+               if self.total else "")
+        colour = "#2e7d32" if self.done else "inherit"
+        return (f'<div style="font-family:monospace;white-space:pre;color:{colour}">{bar}'
+                f"{html.escape(self.text)}</div>")
+
+
+def _notebook_bar_class():
+    from tqdm.std import tqdm as std_tqdm
+
+    class NotebookBar(std_tqdm):
+        """tqdm drawn into a Jupyter display handle, updated in place.
+
+        Unlike tqdm's widget bar, every update rewrites the cell's output itself
+        (``update_display_data``), so a saved notebook -- opened later, rendered by nbconvert
+        or GitHub -- shows the bar's *final* state ("150/150 [00:12, 12.1it/s]") instead of a
+        widget frozen at 0 %.
+        """
+
+        def __init__(self, *args, **kwargs):
+            self._handle = None
+            kwargs["file"] = _Sink()
+            kwargs.setdefault("mininterval", 0.25)
+            kwargs["leave"] = True           # the final state stays: it is the record of the run
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg=None, pos=None):
+            from IPython.display import display
+
+            d = self.format_dict
+            done = bool(d["total"]) and d["n"] >= d["total"]
+            view = _BarView(d["n"], d["total"], self.format_meter(**{**d, "ncols": 90}), done)
+            if self._handle is None:
+                self._handle = display(view, display_id=True)
+            else:
+                self._handle.update(view)
+            return True
+
+    return NotebookBar
+
+
 def progress(iterable: Iterable[T], *, desc: Optional[str] = None, total: Optional[int] = None,
              leave: bool = False, disable: Optional[bool] = None) -> Iterable[T]:
-    """Wrap a loop a student waits for in a ``tqdm.auto`` progress bar.
+    """Wrap a loop a student waits for in a tqdm progress bar.
 
+    In a Jupyter kernel the bar is drawn into the cell's output and updated in place, so that the
+    saved notebook keeps its final state (steps done, time taken) rather than a frozen widget;
+    elsewhere it is tqdm's text bar on stderr (``leave`` says whether that one stays when done).
     The bar is switched off under nbgrader (a bar written to stderr inside a test cell would cost
     the student the points) and when ``COURSE_PROGRESS=0``.
     """
-    from tqdm.auto import tqdm
-
     if disable is None:
         disable = is_grading() or (
             os.environ.get("COURSE_PROGRESS", "1").strip().lower() in _FALSE - {""})
+    if not disable and _in_notebook():
+        return _notebook_bar_class()(iterable, desc=desc, total=total)
+    from tqdm import tqdm
+
     return tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable)
 
 

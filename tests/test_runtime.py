@@ -171,6 +171,65 @@ def test_progress_explicit_disable(clean_env, capfd):
     assert capfd.readouterr().err == ""
 
 
+class _FakeHandle:
+    def __init__(self, frames):
+        self.frames = frames
+
+    def update(self, obj):
+        self.frames.append(obj)
+
+
+def test_notebook_bar_updates_one_display_in_place(clean_env, capfd, monkeypatch):
+    import IPython.display
+    from helpers import runtime
+
+    frames, handles = [], []
+
+    def fake_display(obj, display_id=False):
+        assert display_id is True, "the bar must ask for a display handle to update in place"
+        frames.append(obj)
+        handles.append(_FakeHandle(frames))
+        return handles[-1]
+
+    monkeypatch.setattr(runtime, "_in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    assert list(progress(range(7), desc="steps")) == list(range(7))
+    assert len(handles) == 1, f"one display per bar, got {len(handles)}"
+    last = frames[-1]
+    assert "steps" in repr(last) and "7/7" in repr(last), repr(last)
+    assert last.done and "<progress" in last._repr_html_() and 'value="7"' in last._repr_html_()
+    assert not frames[0].done
+    out = capfd.readouterr()
+    assert out.err == "" and out.out == "", "the notebook bar writes nothing to stdout/stderr"
+
+
+def test_notebook_bar_is_off_under_nbgrader_even_in_a_kernel(clean_env, capfd, monkeypatch):
+    from helpers import runtime
+
+    clean_env.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setattr(runtime, "_in_notebook", lambda: True)
+    assert list(progress(range(3))) == [0, 1, 2]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_saved_notebook_shows_the_final_state_of_the_bar(clean_env, tmp_path):
+    # the real thing: a kernel runs a loop, nbclient saves the notebook as Jupyter would
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import helpers, time\n"
+        "for _ in helpers.progress(range(40), desc='demo'):\n"
+        "    time.sleep(0.01)")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    texts = [o.get("data", {}).get("text/plain", "") for o in outputs]
+    assert len(outputs) == 1, outputs
+    assert "demo" in texts[0] and "40/40" in texts[0], texts
+    assert "<progress" in outputs[0]["data"]["text/html"]
+
+
 def test_environment_report(clean_env):
     clean_env.setenv("COURSE_FAST", "1")
     report = environment_report(torch.device("cpu"))
