@@ -654,7 +654,7 @@ def test_show_feature_maps_grid_and_scaling():
         show_feature_maps(a, scale="global")
 
 
-def test_feature_map_browser_static_and_widget(model):
+def test_feature_map_browser_static_and_widget(model, monkeypatch):
     img = torch.rand(1, 3, 64, 64)
     n_before = len(plt.get_fignums())
     assert feature_map_browser(model, img, unit=3, layers=["stem", "stages.2"],
@@ -662,14 +662,27 @@ def test_feature_map_browser_static_and_widget(model):
     assert len(plt.get_fignums()) == n_before + 1
     # the default path is static in fast mode (COURSE_FAST=1 in the tests) and outside a kernel
     assert feature_map_browser(model, img, layers=["stem"]) is None
+    import IPython.display
     import ipywidgets
 
-    widget = feature_map_browser(model, img, layers=["stem", model.stages[2]], interactive=True)
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    n_before = len(plt.get_fignums())
+    widget = feature_map_browser(model, img, unit=5, layers=["stem", model.stages[2]], interactive=True)
     assert isinstance(widget, ipywidgets.VBox)
+    # the starting view is displayed at once as an ordinary figure (what a saved notebook keeps),
+    # then closed so that the inline backend does not show it twice; the widget adds no copy
+    assert len(shown) == 1 and isinstance(shown[0], matplotlib.figure.Figure), shown
+    texts = " ".join(t.get_text() for t in shown[0].findobj(matplotlib.text.Text))
+    assert "stem, channel 5" in texts and "starting view" in texts, texts
+    assert shown[0].number not in plt.get_fignums()
+    assert len(plt.get_fignums()) == n_before
     dropdown, slider = widget.children[0].children
     assert slider.max == 31
     dropdown.value = "stages.2"
     assert slider.max == 39
+    assert len(plt.get_fignums()) == n_before + 1          # moving a control draws the new view
+    assert len(shown) == 1
     with pytest.raises(ValueError, match="layer must be one of"):
         feature_map_browser(model, img, layers=["stem"], layer="head")
     with pytest.raises(ValueError, match="unit must be a channel c here"):

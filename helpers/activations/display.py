@@ -2,7 +2,8 @@
 
 :func:`show_feature_maps` draws a layer's activation (C, H, W) as C grayscale images (the
 lectures' "conv5 is 128x13x13: show it as 128 13x13 grayscale images"), :func:`feature_map_browser`
-puts a layer/channel picker (ipywidgets) on top, with a static figure where widgets cannot run;
+puts a layer/channel picker (ipywidgets) on top, always with a static figure of the starting view
+(what a saved notebook keeps, and all there is where widgets cannot run);
 :func:`show_neighbors` and :func:`show_embedding` draw the results of
 :func:`helpers.activations.nearest_neighbors` and of PCA / t-SNE.
 
@@ -121,6 +122,12 @@ def feature_map_browser(model: nn.Module, x: torch.Tensor, *, unit: int = 0,
     ``layer`` and ``unit``.  ``interactive=True`` / ``False`` forces a path.  Returns the widget
     (display it: make it the cell's last expression) or ``None`` after drawing the static figure.
 
+    The widget path also shows the starting view (``layer``, ``unit``) at once as an ordinary
+    figure (``IPython.display.display``), above the controls: a widget's picture lives only in a
+    running kernel, so a saved notebook, ``nbconvert`` or GitHub would otherwise show nothing.
+    The widget's own picture area stays empty until a control is moved (no second copy of the
+    starting view).
+
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     >>> feature_map_browser(net, torch.rand(1, 3, 16, 16), unit=2, layers=["0", "1"],
     ...                     interactive=False) is None
@@ -185,11 +192,31 @@ def feature_map_browser(model: nn.Module, x: torch.Tensor, *, unit: int = 0,
 
     pick_layer.observe(on_layer, names="value")
 
+    # The starting view as an ordinary output: it survives saving and conversion, widgets do not.
+    _display_now(draw(layer, channel, "\n(starting view, kept in the saved notebook; "
+                                      "the controls below draw other layers and channels)"))
+    started = []
+
     def render(layer_name, ch):
+        if not started:              # interactive_output's first call: the figure above shows it
+            started.append(True)
+            return
         draw(layer_name, ch)
 
     out = widgets.interactive_output(render, {"layer_name": pick_layer, "ch": pick_channel})
     return widgets.VBox([widgets.HBox([pick_layer, pick_channel]), out])
+
+
+def _display_now(fig) -> None:
+    """Show ``fig`` as an ordinary output of the running cell now, then close it.
+
+    Closing keeps the inline backend from showing it a second time at the end of the cell.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 def show_neighbors(x: torch.Tensor, queries: Sequence[int], neighbors: torch.Tensor, *,
